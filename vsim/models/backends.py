@@ -1,0 +1,152 @@
+"""Host backends as structure + policy: one or two threads, user or kernel, signalling policy."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import simpy
+
+from vsim.models.cpu import Notifier, Proc, Thread
+from vsim.models.disk import Disk, Request
+from vsim.models.guest import IO
+from vsim.models.syscalls import Costs
+from vsim.models.virtqueue import Virtqueue
+from vsim.scenario import Design
+
+
+class Backend:
+    """The device side of the virtqueue: pops requests, submits them to the disk (Linux AIO),
+    reaps completions, pushes used entries and signals the guest.
+
+    One thread (QEMU's virtio-blk) waits on the kick and the AIO completion eventfd together;
+    two threads (vhost-blk) split into a submitter (kick) and a completer (AIO completion).
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        design: Design,
+        threads: list[Thread],
+        vq: Virtqueue,
+        kick: Notifier,
+        irq: Notifier,
+        disk: Disk,
+        costs: Costs,
+    ) -> None:
+        self.env = env
+        self.design = design
+        self.threads = threads
+        self.vq = vq
+        self.kick = kick
+        self.irq = irq
+        self.disk = disk
+        self.costs = costs
+        self.aio = Notifier("aio")  # the AIO completion eventfd (IOCB_FLAG_RESFD)
+        self.cq: deque[IO] = deque()  # completed, not yet reaped
+        self.submit_calls = 0
+        self.reap_calls = 0
+
+    def processes(self) -> list[Proc]:
+        """The SimPy processes of the backend's threads."""
+        if self.design.threads == 1:
+            return [self._one_thread(self.threads[0])]
+        return [self._submitter(self.threads[0]), self._completer(self.threads[1])]
+
+    # -- thread loops ------------------------------------------------------------------------
+    def _one_thread(self, t: Thread) -> Proc:
+        c = self.costs
+        env = self.env
+        yield from t.start()
+        while True:
+            yield from t.wait((self.kick, self.aio))
+            yield env.timeout(c.wait_return())
+            if self.kick.count:
+                self.kick.consume()
+                yield env.timeout(c.notify_read())
+                yield from self._handle_avail()
+            if self.aio.count:
+                self.aio.consume()
+                yield env.timeout(c.notify_read())
+                yield from self._handle_completions()
+
+    def _submitter(self, t: Thread) -> Proc:
+        c = self.costs
+        env = self.env
+        yield from t.start()
+        while True:
+            yield from t.wait((self.kick,))
+            yield env.timeout(c.wait_return())
+            self.kick.consume()
+            yield env.timeout(c.notify_read())
+            yield from self._handle_avail()
+
+    def _completer(self, t: Thread) -> Proc:
+        c = self.costs
+        env = self.env
+        yield from t.start()
+        while True:
+            yield from t.wait((self.aio,))
+            yield env.timeout(c.wait_return())
+            self.aio.consume()
+            yield env.timeout(c.notify_read())
+            yield from self._handle_completions()
+
+    # -- request handling --------------------------------------------------------------------
+    def _handle_avail(self) -> Proc:
+        """Pop and submit until the ring is empty with notifications re-enabled."""
+        c = self.costs
+        env = self.env
+        vq = self.vq
+        while True:
+            if self.design.submit_batch:
+                batch: list[IO] = []
+                while (io := vq.pop()) is not None:
+                    yield env.timeout(c.pop())
+                    io.t_pop = env.now
+                    batch.append(io)
+                if batch:
+                    cost = c.submit_call() + sum(c.submit_iocb() for _ in batch)
+                    yield env.timeout(cost)
+                    self.submit_calls += 1
+                    for io in batch:
+                        self._to_disk(io)
+            else:
+                while (io := vq.pop()) is not None:
+                    yield env.timeout(c.pop())
+                    io.t_pop = env.now
+                    yield env.timeout(c.submit_call() + c.submit_iocb())
+                    self.submit_calls += 1
+                    self._to_disk(io)
+            if vq.enable_notify():
+                return
+
+    def _to_disk(self, io: IO) -> None:
+        io.t_sub = self.env.now
+        self.disk.submit(Request(io.write, io.offset, io.size), lambda: self._disk_done(io))
+
+    def _disk_done(self, io: IO) -> None:
+        io.t_dd = self.env.now
+        self.cq.append(io)
+        self.aio.signal()
+
+    def _handle_completions(self) -> Proc:
+        """Reap every completed request, push it to the used ring and signal the guest."""
+        c = self.costs
+        env = self.env
+        vq = self.vq
+        per_completion = self.design.signal == "per-completion"
+        while self.cq:
+            yield env.timeout(c.reap_call())
+            self.reap_calls += 1
+            batch = list(self.cq)
+            self.cq.clear()
+            for io in batch:
+                yield env.timeout(c.reap_event() + c.push())
+                vq.push(io)
+                io.t_push = env.now
+                if per_completion and vq.should_signal():
+                    yield env.timeout(c.signal())
+                    self.irq.signal()
+            if not per_completion and vq.should_signal():
+                yield env.timeout(c.signal())
+                self.irq.signal()

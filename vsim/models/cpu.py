@@ -1,0 +1,205 @@
+"""Host CPUs and threads: placement, blocking, busy polling and the cost of waking up."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import simpy
+
+from vsim.models.monitor import Level, Registry
+
+Proc = Generator[simpy.Event, Any, Any]
+
+
+class Cpu:
+    """One host CPU: at most one thread runs on it; others wait in FIFO order."""
+
+    __slots__ = ("busy", "holder", "index", "queue", "waiters")
+
+    def __init__(self, index: int, stats: Registry) -> None:
+        self.index = index
+        self.holder: Thread | None = None
+        self.waiters: deque[Thread] = deque()
+        self.busy = stats.level(f"cpu{index}.busy")
+        self.queue = stats.level(f"cpu{index}.queue")
+
+    @property
+    def idle(self) -> bool:
+        """True when no thread runs on, waits for or is waking onto this CPU."""
+        return self.holder is None
+
+
+class Notifier:
+    """An eventfd: a counter that signals and wakes the threads waiting on it."""
+
+    __slots__ = ("count", "name", "waiters")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.waiters: list[Thread] = []
+
+    def signal(self) -> None:
+        """Add one to the counter and wake every waiting thread."""
+        self.count += 1
+        for t in self.waiters:
+            t.notify()
+
+    def consume(self) -> int:
+        """Read and reset the counter (the eventfd read)."""
+        n, self.count = self.count, 0
+        return n
+
+
+class Thread:
+    """A thread placed on a CPU (pinned or free) that runs costs and blocks on Notifiers.
+
+    Waking a blocked thread costs `wakeup_idle` when its CPU is idle (the CPU leaves its idle
+    state); on a busy CPU it waits its turn and then pays `wakeup_busy` (a context switch). A
+    thread with poll_us > 0 spins on its CPU that long before blocking and notices a signal after
+    `poll_detect`.
+    """
+
+    __slots__ = (
+        "_ev",
+        "_latency",
+        "busy",
+        "cpu",
+        "cpus",
+        "env",
+        "name",
+        "pinned",
+        "poll_us",
+        "polling",
+        "state",
+        "wakeups",
+    )
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        cpus: Sequence[Cpu],
+        cpu: int | None,
+        poll_us: float,
+        latency: dict[str, Callable[[], float]],
+        stats: Registry,
+    ) -> None:
+        self.env = env
+        self.name = name
+        self.cpus = cpus
+        self.pinned = cpu is not None
+        self.cpu = cpus[cpu if cpu is not None else 0]
+        self.poll_us = poll_us
+        self._latency = latency
+        self.state = "new"
+        self._ev: simpy.Event | None = None
+        self.busy: Level = stats.level(f"{name}.busy")
+        self.polling: Level = stats.level(f"{name}.poll")
+        self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
+
+    # -- running -----------------------------------------------------------------------------
+    def start(self) -> Proc:
+        """Take a CPU for the first time (a thread starts runnable)."""
+        self.state = "blocked"
+        self._ev = self.env.event()
+        self.notify()
+        delay = yield self._ev
+        if delay:
+            yield self.env.timeout(delay)
+        self._running()
+
+    def _running(self) -> None:
+        self.state = "running"
+        now = self.env.now
+        self.busy.set(1, now)
+        self.cpu.busy.set(1, now)
+
+    def _release(self) -> None:
+        now = self.env.now
+        self.busy.set(0, now)
+        cpu = self.cpu
+        cpu.busy.set(0, now)
+        if cpu.waiters:
+            nxt = cpu.waiters.popleft()
+            cpu.queue.add(-1, now)
+            cpu.holder = nxt
+            assert nxt._ev is not None
+            nxt._ev.succeed(self._latency["wakeup_busy"]())
+        else:
+            cpu.holder = None
+
+    # -- blocking ----------------------------------------------------------------------------
+    def wait(self, fds: Sequence[Notifier]) -> Proc:
+        """Block (after polling, if configured) until one of fds has a pending count."""
+        for fd in fds:
+            if fd.count:
+                self.wakeups["none"] += 1
+                return
+        env = self.env
+        self._ev = ev = env.event()
+        for fd in fds:
+            fd.waiters.append(self)
+        if self.poll_us > 0:
+            self.state = "polling"
+            self.polling.set(1, env.now)
+            timer = env.timeout(self.poll_us)
+            timer.callbacks.append(self._poll_timeout)
+            got = yield ev
+            self.polling.set(0, env.now)
+            if got != "timeout" or any(fd.count for fd in fds):
+                for fd in fds:
+                    fd.waiters.remove(self)
+                self.state = "running"
+                self.wakeups["poll"] += 1
+                yield env.timeout(self._latency["poll_detect"]())
+                return
+            self._ev = ev = env.event()
+        self.state = "blocked"
+        self._release()
+        delay = yield ev
+        for fd in fds:
+            fd.waiters.remove(self)
+        if delay:
+            yield env.timeout(delay)
+        self._running()
+
+    def _poll_timeout(self, _: simpy.Event) -> None:
+        ev = self._ev
+        if self.state == "polling" and ev is not None and not ev.triggered:
+            self.state = "poll-expired"
+            ev.succeed("timeout")
+
+    def notify(self) -> None:
+        """A Notifier this thread waits on was signalled."""
+        state = self.state
+        if state == "polling":
+            self.state = "waking"
+            assert self._ev is not None
+            self._ev.succeed("signal")
+            return
+        if state != "blocked":
+            return
+        self.state = "waking"
+        cpu = self._choose_cpu()
+        self.cpu = cpu
+        if cpu.holder is None:
+            cpu.holder = self
+            self.wakeups["idle"] += 1
+            assert self._ev is not None
+            self._ev.succeed(self._latency["wakeup_idle"]())
+        else:
+            self.wakeups["busy"] += 1
+            cpu.waiters.append(self)
+            cpu.queue.add(1, self.env.now)
+
+    def _choose_cpu(self) -> Cpu:
+        cpu = self.cpu
+        if self.pinned or cpu.holder is None:
+            return cpu
+        for other in self.cpus:
+            if other.holder is None:
+                return other
+        return cpu

@@ -1,0 +1,219 @@
+"""Disk models chosen by the profile: fixed, empirical, parallel (k channels) and hdd."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from vsim.errors import ProfileError
+from vsim.models.dists import Dist, Sampler
+from vsim.models.monitor import Registry
+
+DISK_MODELS = ("fixed", "empirical", "parallel", "hdd")
+
+# Parameters of each model (every value a {value, provenance, source} table or a distribution).
+DISK_PARAMS: dict[str, dict[str, str]] = {
+    "fixed": {
+        "service_us": "constant service time of every request",
+        "channels": "requests served at once (1 = a FCFS queue)",
+    },
+    "empirical": {
+        "service.read / service.write": "service-time distribution per direction (a dist table;"
+        " service.read_<bs> overrides for one block size)",
+        "channels": "requests served at once",
+    },
+    "parallel": {
+        "service.read / service.write": "as for empirical",
+        "channels": "internal channels (an SSD's parallelism or a host page cache's)",
+    },
+    "hdd": {
+        "rpm": "spindle speed; rotational latency is uniform over one revolution",
+        "seek_avg_ms": "average seek (a third of the full stroke)",
+        "seek_min_ms": "track-to-track seek",
+        "overhead_us": "command overhead of every request (controller, interface)",
+        "media_mib_s": "media transfer rate",
+        "interface_mib_s": "interface transfer rate (buffer hits and cached writes)",
+        "buffer_kib": "track buffer: a read miss reads ahead this much; later reads in it hit",
+        "write_cache": "1 = write-back cache (writes complete from the buffer), 0 = write-through",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the disk needs to know about one I/O."""
+
+    write: bool
+    offset: int
+    size: int
+
+
+def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
+    """Validate the profile's [disk] table into {model, params...}; errors name the key."""
+    from vsim.profile import dist, scalar
+
+    model = t.get("model")
+    if model not in DISK_MODELS:
+        raise ProfileError(f"disk.model: expected one of {', '.join(DISK_MODELS)}, got {model!r}")
+    out: dict[str, Any] = {"model": model}
+    if model == "hdd":
+        for key in DISK_PARAMS["hdd"]:
+            v = scalar(t, key, "disk", prov)
+            if v < 0 or (v == 0 and key in ("rpm", "media_mib_s", "interface_mib_s")):
+                raise ProfileError(f"disk.{key}.value: out of range ({v})")
+            out[key] = v
+        return out
+    ch = scalar(t, "channels", "disk", prov)
+    if ch < 1 or ch != int(ch):
+        raise ProfileError(f"disk.channels.value: expected a whole number >= 1, got {ch}")
+    out["channels"] = int(ch)
+    if model == "fixed":
+        out["service"] = {"any": Dist.fixed(scalar(t, "service_us", "disk", prov))}
+        return out
+    svc = t.get("service")
+    if not isinstance(svc, dict) or not svc:
+        raise ProfileError("disk.service: missing table of service-time distributions")
+    out["service"] = {k: dist(svc, k, "disk.service", prov) for k in sorted(svc)}
+    for k in out["service"]:
+        if k.split("_")[0] not in ("read", "write", "any"):
+            raise ProfileError(f"disk.service.{k}: expected read, write, read_<bs> or write_<bs>")
+    return out
+
+
+class Disk:
+    """A FCFS device with `channels` servers; `service` computes a request's time at its start."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        channels: int,
+        service: Callable[[Request], float],
+        stats: Registry,
+    ) -> None:
+        self.env = env
+        self.channels = channels
+        self._service = service
+        self._free = channels
+        self._queue: deque[tuple[Request, Callable[[], None]]] = deque()
+        self.busy = stats.level("disk.busy")  # busy channels / channels
+        self.inflight = stats.level("disk.queue")  # queued + in service
+        self.served = 0
+
+    def submit(self, req: Request, done: Callable[[], None]) -> None:
+        """Queue a request; done() is called when it completes."""
+        self.inflight.add(1, self.env.now)
+        if self._free:
+            self._start(req, done)
+        else:
+            self._queue.append((req, done))
+
+    def _start(self, req: Request, done: Callable[[], None]) -> None:
+        env = self.env
+        self._free -= 1
+        self.busy.set((self.channels - self._free) / self.channels, env.now)
+        ev = env.timeout(self._service(req))
+        ev.callbacks.append(lambda _e: self._finish(done))
+
+    def _finish(self, done: Callable[[], None]) -> None:
+        now = self.env.now
+        self._free += 1
+        self.served += 1
+        self.inflight.add(-1, now)
+        if self._queue:
+            self._start(*self._queue.popleft())
+        else:
+            self.busy.set((self.channels - self._free) / self.channels, now)
+        done()
+
+
+class ServiceTimes:
+    """Service times drawn per direction (and optionally per block size) from distributions."""
+
+    def __init__(self, service: dict[str, Dist], rng: np.random.Generator) -> None:
+        self._samplers = {k: Sampler(d, rng) for k, d in service.items()}
+
+    def __call__(self, req: Request) -> float:
+        """The service time of req in microseconds."""
+        d = "write" if req.write else "read"
+        s = self._samplers
+        key = f"{d}_{req.size}"
+        if key in s:
+            return s[key]()
+        if d in s:
+            return s[d]()
+        if "any" in s:
+            return s["any"]()
+        raise ProfileError(f"disk.service: no distribution for {d}")
+
+
+class HddTimes:
+    """A disk drive: seek + rotational latency + transfer, a track buffer and a write cache.
+
+    A read is a buffer hit when it lies in the buffer or continues the last read-ahead
+    sequentially (the drive keeps streaming); a miss seeks (seek_min + (seek_avg - seek_min) *
+    sqrt(distance / (span / 3)), the square-root seek curve; span = the workload's extent),
+    waits a uniform fraction of a revolution, transfers at the media rate and reads ahead
+    `buffer_kib`. With the write cache on, writes complete at interface speed. Command queueing
+    (NCQ reordering) is not modelled: requests are served FCFS.
+    """
+
+    def __init__(self, p: dict[str, Any], span: int, rng: np.random.Generator) -> None:
+        self.p = p
+        self.span = max(span, 1)
+        self.rng = rng
+        self.rev_us = 60e6 / p["rpm"]
+        self.head = 0
+        self.buf_lo = 0
+        self.buf_hi = 0  # empty buffer
+        self.hits = 0
+        self.misses = 0
+        self._rot = Sampler(Dist("uniform", low_us=0.0, high_us=self.rev_us), rng)
+
+    def __call__(self, req: Request) -> float:
+        """The service time of req in microseconds; updates head and buffer state."""
+        p = self.p
+        xfer_if = req.size / (p["interface_mib_s"] * 1.048576)  # bytes / (MiB/s) in us
+        if req.write and p["write_cache"]:
+            self.hits += 1
+            return float(p["overhead_us"] + xfer_if)
+        lo, hi = req.offset, req.offset + req.size
+        if not req.write and (self.buf_lo <= lo and hi <= self.buf_hi or lo == self.buf_hi):
+            self.hits += 1
+            if lo == self.buf_hi:
+                self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
+            return float(p["overhead_us"] + xfer_if)
+        self.misses += 1
+        dist = abs(lo - self.head)
+        seek = 0.0
+        if dist:
+            frac = math.sqrt(dist / (self.span / 3))
+            seek = 1000 * (p["seek_min_ms"] + (p["seek_avg_ms"] - p["seek_min_ms"]) * frac)
+        xfer = req.size / (p["media_mib_s"] * 1.048576)
+        self.head = hi
+        if not req.write:
+            self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
+        return float(p["overhead_us"] + seek + self._rot() + xfer)
+
+
+def build_disk(
+    env: simpy.Environment,
+    spec: dict[str, Any],
+    span: int,
+    rng: np.random.Generator,
+    stats: Registry,
+) -> tuple[Disk, Callable[[Request], float]]:
+    """The Disk for a profile's disk spec, and its service-time function."""
+    service: Callable[[Request], float]
+    if spec["model"] == "hdd":
+        service = HddTimes(spec, span, rng)
+        channels = 1
+    else:
+        service = ServiceTimes(spec["service"], rng)
+        channels = spec["channels"]
+    return Disk(env, channels, service, stats), service

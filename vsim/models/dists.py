@@ -1,0 +1,189 @@
+"""Distributions of costs and service times, with analytic moments and block sampling."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vsim.errors import ProfileError
+
+BLOCK = 1024  # random numbers drawn per refill of a sampler
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A non-negative distribution in microseconds.
+
+    kind: fixed (value), exponential (mean), uniform (low, high), lognormal (mean, cv),
+    gamma (mean, cv), empirical (quantiles at levels, interpolated linearly between them).
+    """
+
+    kind: str
+    mean_us: float = 0.0
+    cv: float = 0.0
+    low_us: float = 0.0
+    high_us: float = 0.0
+    levels: tuple[float, ...] = ()
+    quantiles_us: tuple[float, ...] = ()
+
+    @classmethod
+    def fixed(cls, value_us: float) -> Dist:
+        """A constant."""
+        return cls("fixed", mean_us=value_us)
+
+    @classmethod
+    def exponential(cls, mean_us: float) -> Dist:
+        """An exponential distribution with the given mean."""
+        return cls("exponential", mean_us=mean_us, cv=1.0)
+
+    @property
+    def mean(self) -> float:
+        """The analytic mean in microseconds."""
+        if self.kind == "uniform":
+            return (self.low_us + self.high_us) / 2
+        if self.kind == "empirical":
+            q = np.asarray(self.quantiles_us)
+            return float(np.trapezoid(q, np.asarray(self.levels)))
+        return self.mean_us
+
+    @property
+    def variance(self) -> float:
+        """The analytic variance in microseconds squared."""
+        if self.kind == "fixed":
+            return 0.0
+        if self.kind == "uniform":
+            return (self.high_us - self.low_us) ** 2 / 12
+        if self.kind == "empirical":
+            lv, q = np.asarray(self.levels), np.asarray(self.quantiles_us)
+            # E[X^2] of a piecewise-linear quantile function: exact per segment.
+            dp = np.diff(lv)
+            a, b = q[:-1], q[1:]
+            ex2 = float(np.sum(dp * (a * a + a * b + b * b) / 3))
+            return max(ex2 - self.mean**2, 0.0)
+        return (self.cv * self.mean_us) ** 2
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw n values (microseconds) from rng."""
+        k = self.kind
+        if k == "fixed":
+            return np.full(n, self.mean_us)
+        if k == "exponential":
+            return rng.exponential(self.mean_us, n)
+        if k == "uniform":
+            return rng.uniform(self.low_us, self.high_us, n)
+        if k == "lognormal":
+            s2 = math.log1p(self.cv**2)
+            mu = math.log(self.mean_us) - s2 / 2
+            return rng.lognormal(mu, math.sqrt(s2), n)
+        if k == "gamma":
+            shape = 1.0 / self.cv**2
+            return rng.gamma(shape, self.mean_us / shape, n)
+        if k == "empirical":
+            return np.interp(rng.random(n), self.levels, self.quantiles_us)
+        raise ProfileError(f"unknown distribution kind {k!r}")
+
+    def scaled(self, factor: float) -> Dist:
+        """The same shape with every value multiplied by factor."""
+        return Dist(
+            self.kind,
+            mean_us=self.mean_us * factor,
+            cv=self.cv,
+            low_us=self.low_us * factor,
+            high_us=self.high_us * factor,
+            levels=self.levels,
+            quantiles_us=tuple(q * factor for q in self.quantiles_us),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile-file form of this distribution."""
+        if self.kind == "fixed":
+            return {"dist": "fixed", "value_us": self.mean_us}
+        if self.kind == "exponential":
+            return {"dist": "exponential", "mean_us": self.mean_us}
+        if self.kind == "uniform":
+            return {"dist": "uniform", "low_us": self.low_us, "high_us": self.high_us}
+        if self.kind == "empirical":
+            return {
+                "dist": "empirical",
+                "levels": list(self.levels),
+                "quantiles_us": list(self.quantiles_us),
+            }
+        return {"dist": self.kind, "mean_us": self.mean_us, "cv": self.cv}
+
+
+def _num(spec: dict[str, Any], key: str, where: str, *, positive: bool = False) -> float:
+    if key not in spec:
+        raise ProfileError(f"{where}: missing key {key!r}")
+    v = spec[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ProfileError(f"{where}.{key}: expected a number, got {v!r}")
+    if v < 0 or (positive and v == 0):
+        raise ProfileError(f"{where}.{key}: must be {'> 0' if positive else '>= 0'}, got {v}")
+    return float(v)
+
+
+def dist_from_dict(spec: Any, where: str) -> Dist:
+    """Build a Dist from its profile-file table; `where` names the key in error messages."""
+    if not isinstance(spec, dict) or "dist" not in spec:
+        raise ProfileError(f"{where}: expected a table with a 'dist' key")
+    kind = spec["dist"]
+    if kind == "fixed":
+        return Dist.fixed(_num(spec, "value_us", where))
+    if kind == "exponential":
+        return Dist.exponential(_num(spec, "mean_us", where, positive=True))
+    if kind == "uniform":
+        lo, hi = _num(spec, "low_us", where), _num(spec, "high_us", where)
+        if hi < lo:
+            raise ProfileError(f"{where}: high_us < low_us")
+        return Dist("uniform", low_us=lo, high_us=hi)
+    if kind in ("lognormal", "gamma"):
+        return Dist(
+            kind,
+            mean_us=_num(spec, "mean_us", where, positive=True),
+            cv=_num(spec, "cv", where, positive=True),
+        )
+    if kind == "empirical":
+        lv, q = spec.get("levels"), spec.get("quantiles_us")
+        if not isinstance(q, list) or len(q) < 2:
+            raise ProfileError(f"{where}.quantiles_us: expected a list of >= 2 numbers")
+        if lv is None:
+            lv = list(np.linspace(0.0, 1.0, len(q)))
+        if not isinstance(lv, list) or len(lv) != len(q):
+            raise ProfileError(f"{where}.levels: expected {len(q)} levels")
+        try:
+            lva, qa = np.asarray(lv, float), np.asarray(q, float)
+        except (TypeError, ValueError):
+            raise ProfileError(f"{where}: levels and quantiles_us must be numbers") from None
+        if lva[0] != 0.0 or lva[-1] != 1.0 or np.any(np.diff(lva) <= 0):
+            raise ProfileError(f"{where}.levels: must rise strictly from 0 to 1")
+        if np.any(np.diff(qa) < 0) or qa[0] < 0:
+            raise ProfileError(f"{where}.quantiles_us: must be non-negative and non-decreasing")
+        return Dist("empirical", levels=tuple(lva.tolist()), quantiles_us=tuple(qa.tolist()))
+    raise ProfileError(f"{where}.dist: unknown distribution {kind!r}")
+
+
+class Sampler:
+    """Draws from one Dist in vectorised blocks from its own random stream."""
+
+    __slots__ = ("_buf", "_dist", "_i", "_rng", "const")
+
+    def __init__(self, dist: Dist, rng: np.random.Generator) -> None:
+        self._dist = dist
+        self._rng = rng
+        self.const: float | None = dist.mean_us if dist.kind == "fixed" else None
+        self._buf: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        """The next value in microseconds."""
+        if self.const is not None:
+            return self.const
+        if self._i >= len(self._buf):
+            self._buf = self._dist.sample(self._rng, BLOCK).tolist()
+            self._i = 0
+        v = self._buf[self._i]
+        self._i += 1
+        return v

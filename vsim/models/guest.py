@@ -1,0 +1,161 @@
+"""The guest: fio jobs keeping iodepth I/Os in flight, and the vCPUs that run them."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from vsim.models.cpu import Notifier, Proc, Thread
+from vsim.models.syscalls import Costs
+from vsim.models.virtqueue import Virtqueue
+from vsim.scenario import Workload
+
+
+class IO:
+    """One request on its way through the path, with a timestamp (us) at every stage."""
+
+    __slots__ = (
+        "job",
+        "offset",
+        "size",
+        "t_dd",
+        "t_done",
+        "t_issue",
+        "t_pop",
+        "t_push",
+        "t_start",
+        "t_sub",
+        "write",
+    )
+
+    def __init__(self, job: FioJob, write: bool, offset: int, size: int, t_start: float) -> None:
+        self.job = job
+        self.write = write
+        self.offset = offset
+        self.size = size
+        self.t_start = t_start  # fio starts io_submit
+        self.t_issue = 0.0  # io_submit returned (slat end)
+        self.t_pop = 0.0  # backend popped it from the available ring
+        self.t_sub = 0.0  # backend handed it to the disk
+        self.t_dd = 0.0  # disk completed it
+        self.t_push = 0.0  # backend pushed it to the used ring
+        self.t_done = 0.0  # fio reaped it (clat end)
+
+
+class FioJob:
+    """A fio job: rw/bs/iodepth/rwmixread offsets and directions, counted in and out."""
+
+    def __init__(self, index: int, w: Workload, rng: np.random.Generator) -> None:
+        self.index = index
+        self.w = w
+        self.rng = rng
+        self.inflight = 0
+        self.done: deque[IO] = deque()
+        self.vcpu: Vcpu | None = None
+        self._blocks = w.size // w.bs
+        self._next = [0, 0]  # sequential position per direction (fio's last_pos[ddir])
+        self._u: list[float] = []
+        self._ui = 0
+
+    def _uniform(self) -> float:
+        if self._ui >= len(self._u):
+            self._u = self.rng.random(1024).tolist()
+            self._ui = 0
+        v = self._u[self._ui]
+        self._ui += 1
+        return v
+
+    def new_io(self, now: float) -> IO:
+        """The job's next I/O: direction by rwmixread, offset sequential or uniform random."""
+        w = self.w
+        f = w.read_fraction
+        write = f == 0.0 or (f < 1.0 and self._uniform() >= f)
+        if w.random:
+            block = int(self._uniform() * self._blocks)
+        else:
+            d = int(write)
+            block = self._next[d]
+            self._next[d] = (block + 1) % self._blocks
+        return IO(self, write, block * w.bs, w.bs, now)
+
+
+class Vcpu:
+    """A guest vCPU: runs its fio jobs and, on vCPU 0, the virtio-blk interrupt handler.
+
+    When nothing is runnable the vCPU halts: its host thread blocks until the device's interrupt
+    (irqfd) or another vCPU's wake-up arrives.
+    """
+
+    def __init__(
+        self,
+        thread: Thread,
+        jobs: Sequence[FioJob],
+        vq: Virtqueue,
+        kick: Notifier,
+        irq: Notifier | None,
+        costs: Costs,
+        record: Callable[[IO], None],
+        running: Callable[[], bool],
+    ) -> None:
+        self.thread = thread
+        self.jobs = list(jobs)
+        self.vq = vq
+        self.kick = kick
+        self.irq = irq
+        self.wake = Notifier(f"{thread.name}.wake")
+        self.costs = costs
+        self.record = record
+        self.running = running
+        self.irqs = 0
+        for j in self.jobs:
+            j.vcpu = self
+
+    def run(self) -> Proc:
+        """The vCPU's loop (a SimPy process)."""
+        t = self.thread
+        env = t.env
+        c = self.costs
+        vq = self.vq
+        fds = [self.wake] + ([self.irq] if self.irq else [])
+        yield from t.start()
+        while True:
+            worked = False
+            irq = self.irq
+            if irq is not None and irq.count:
+                irq.consume()
+                self.irqs += 1
+                yield env.timeout(c.guest_irq())
+                while True:  # virtblk_done: drain the used ring, re-enable, re-check
+                    while (io := vq.get_used()) is not None:
+                        job = io.job
+                        job.done.append(io)
+                        if job.vcpu is not self:
+                            assert job.vcpu is not None
+                            job.vcpu.wake.signal()
+                    if vq.enable_cb():
+                        break
+                worked = True
+            if self.wake.count:
+                self.wake.consume()
+            for job in self.jobs:
+                while job.done:
+                    io = job.done.popleft()
+                    yield env.timeout(c.guest_complete())
+                    io.t_done = env.now
+                    job.inflight -= 1
+                    self.record(io)
+                    worked = True
+                while job.inflight < job.w.iodepth and vq.can_add() and self.running():
+                    io = job.new_io(env.now)
+                    job.inflight += 1
+                    yield env.timeout(c.guest_submit())
+                    vq.add(io)
+                    if vq.kick_prepare():
+                        yield env.timeout(c.kick())
+                        self.kick.signal()
+                    io.t_issue = env.now
+                    worked = True
+            if not worked:
+                yield from t.wait(fds)

@@ -1,0 +1,223 @@
+"""Profiles: every calibrated number of a machine, with its provenance, loaded by name or path."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vsim.errors import ProfileError
+from vsim.models.dists import Dist, dist_from_dict
+
+SCHEMA = "vsim-profile/1"
+PROVENANCE_KINDS = ("measured", "fitted", "cited", "derived")
+
+# Operation costs (CPU time, microseconds) the engine charges. Host operations may have separate
+# "user" (a QEMU thread: syscalls) and "kernel" (vhost: in-kernel calls) variants.
+GUEST_OPS = ("guest_submit", "kick", "guest_irq", "guest_complete")
+HOST_OPS = (
+    "wait_return",
+    "notify_read",
+    "pop",
+    "submit_call",
+    "submit_iocb",
+    "reap_call",
+    "reap_event",
+    "push",
+    "signal",
+)
+COST_DOCS = {
+    "guest_submit": "guest io_submit path and virtio-blk driver, per I/O (without the kick)",
+    "kick": "VM exit to notify the device through ioeventfd, per kick, on the vCPU",
+    "guest_irq": "guest interrupt entry, handler and exit, per interrupt",
+    "guest_complete": "guest completion of one used entry and fio reaping it, per I/O",
+    "wait_return": "return from the wait primitive (epoll/ppoll or the kernel's schedule)",
+    "notify_read": "consuming an eventfd notification (read syscall or in-kernel)",
+    "pop": "popping one request from the available ring (descriptors and header)",
+    "submit_call": "one io_submit call (syscall entry/exit or in-kernel call)",
+    "submit_iocb": "one iocb inside io_submit (AIO setup, block layer, driver)",
+    "reap_call": "one io_getevents call",
+    "reap_event": "one completion event reaped",
+    "push": "pushing one entry to the used ring",
+    "signal": "one guest notification through irqfd (write syscall or eventfd_signal)",
+}
+CPU_LATENCIES = ("wakeup_idle", "wakeup_busy", "poll_detect")
+CPU_DOCS = {
+    "wakeup_idle": "latency from an eventfd signal to a blocked thread running, its CPU idle",
+    "wakeup_busy": "context switch for a thread woken onto a CPU that is running another thread",
+    "poll_detect": "latency for a busy-polling thread to notice a notification",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The calibrated numbers of one machine; `provenance` maps each key path to its source."""
+
+    name: str
+    description: str
+    host_cpus: int
+    guest_vcpus: int
+    disk_irq_cpu: int | None
+    guest_halt_poll_us: float
+    queue_size: int
+    cpu: dict[str, Dist]
+    costs: dict[str, dict[str, Dist]]
+    disk: dict[str, Any]
+    provenance: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def cost(self, op: str, context: str) -> Dist:
+        """The cost of operation `op` in `context` ("guest", "user" or "kernel")."""
+        variants = self.costs[op]
+        return variants.get(context) or variants["any"]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "") -> Profile:
+        """Validate a parsed profile document; errors name the offending key."""
+        return _parse(data, source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Profile:
+        """Load a profile from a TOML or JSON file."""
+        p = Path(path)
+        try:
+            text = p.read_bytes()
+        except OSError as e:
+            raise ProfileError(f"cannot read profile {p}: {e.strerror}") from None
+        try:
+            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text.decode())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ProfileError(f"profile {p} is not valid {p.suffix[1:] or 'TOML'}: {e}") from None
+        return _parse(data, str(p))
+
+
+def bundled_profiles() -> dict[str, Path]:
+    """The profiles shipped with vsim (calibration/profiles/), by name."""
+    out: dict[str, Path] = {}
+    root = resources.files("vsim.profiles")
+    for entry in root.iterdir():
+        if entry.name.endswith(".toml"):
+            out[entry.name[: -len(".toml")]] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A bundled profile by name (``seed-2011``) or a profile file by path."""
+    text = str(name_or_path)
+    bundled = bundled_profiles()
+    if text in bundled:
+        return Profile.from_file(bundled[text])
+    p = Path(text)
+    if p.suffix in (".toml", ".json") or p.exists():
+        return Profile.from_file(p)
+    raise ProfileError(
+        f"unknown profile {text!r} (bundled: {', '.join(bundled) or 'none'}; or give a path)"
+    )
+
+
+def _provenance(table: dict[str, Any], where: str, out: dict[str, str]) -> None:
+    kind = table.get("provenance")
+    if kind not in PROVENANCE_KINDS:
+        raise ProfileError(f"{where}.provenance: expected one of {', '.join(PROVENANCE_KINDS)}")
+    src = table.get("source")
+    if not isinstance(src, str) or not src.strip():
+        raise ProfileError(f"{where}.source: every number needs a source")
+    out[where] = f"{kind}: {src}"
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    v = data.get(key)
+    if not isinstance(v, dict):
+        raise ProfileError(f"{where}{key}: missing table")
+    return v
+
+
+def scalar(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> float:
+    """A number stored as {value, provenance, source}; records its provenance."""
+    path = f"{where}.{key}"
+    t = data.get(key)
+    if not isinstance(t, dict) or "value" not in t:
+        raise ProfileError(f"{path}: expected a table with value, provenance and source")
+    v = t["value"]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ProfileError(f"{path}.value: expected a number, got {v!r}")
+    _provenance(t, path, prov)
+    return float(v)
+
+
+def dist(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> Dist:
+    """A distribution table with provenance; records its provenance."""
+    path = f"{where}.{key}"
+    t = data.get(key)
+    d = dist_from_dict(t, path)
+    assert isinstance(t, dict)
+    _provenance(t, path, prov)
+    return d
+
+
+def _parse(data: dict[str, Any], source: str) -> Profile:
+    if data.get("schema") != SCHEMA:
+        raise ProfileError(f"schema: expected {SCHEMA!r}, got {data.get('schema')!r}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProfileError("name: missing profile name")
+    prov: dict[str, str] = {}
+    cpu_t = _table(data, "cpu", "")
+    host_cpus = scalar(cpu_t, "host_cpus", "cpu", prov)
+    vcpus = scalar(cpu_t, "guest_vcpus", "cpu", prov)
+    for key, v in (("host_cpus", host_cpus), ("guest_vcpus", vcpus)):
+        if v < 1 or v != int(v):
+            raise ProfileError(f"cpu.{key}.value: expected a whole number >= 1, got {v}")
+    irq_cpu: int | None = None
+    if "disk_irq_cpu" in cpu_t:
+        irq = scalar(cpu_t, "disk_irq_cpu", "cpu", prov)
+        if irq != int(irq) or not 0 <= irq < host_cpus:
+            raise ProfileError(f"cpu.disk_irq_cpu.value: no such host CPU {irq}")
+        irq_cpu = int(irq)
+    halt_poll = 0.0  # absent: the host does not halt-poll (KVM before Linux 4.0)
+    if "guest_halt_poll_us" in cpu_t:
+        halt_poll = scalar(cpu_t, "guest_halt_poll_us", "cpu", prov)
+        if halt_poll < 0:
+            raise ProfileError(f"cpu.guest_halt_poll_us.value: must be >= 0, got {halt_poll}")
+    cpu = {k: dist(cpu_t, k, "cpu", prov) for k in CPU_LATENCIES}
+    dev_t = _table(data, "device", "")
+    qsize = scalar(dev_t, "queue_size", "device", prov)
+    if qsize < 1 or qsize != int(qsize) or int(qsize) & (int(qsize) - 1):
+        raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
+    costs_t = _table(data, "costs", "")
+    costs: dict[str, dict[str, Dist]] = {}
+    for op in GUEST_OPS + HOST_OPS:
+        t = costs_t.get(op)
+        if not isinstance(t, dict):
+            raise ProfileError(f"costs.{op}: missing ({COST_DOCS[op]})")
+        if "dist" in t:
+            costs[op] = {"any": dist(costs_t, op, "costs", prov)}
+        elif op in HOST_OPS and "user" in t and "kernel" in t:
+            costs[op] = {c: dist(t, c, f"costs.{op}", prov) for c in ("user", "kernel")}
+        else:
+            raise ProfileError(f"costs.{op}: expected a distribution or user and kernel variants")
+    unknown = set(costs_t) - set(costs)
+    if unknown:
+        raise ProfileError(f"costs.{sorted(unknown)[0]}: unknown operation")
+    disk_t = _table(data, "disk", "")
+    from vsim.models.disk import parse_disk  # late import: disk models import dists only
+
+    disk = parse_disk(disk_t, prov)
+    return Profile(
+        name=name,
+        description=str(data.get("description", "")),
+        host_cpus=int(host_cpus),
+        guest_vcpus=int(vcpus),
+        disk_irq_cpu=irq_cpu,
+        guest_halt_poll_us=halt_poll,
+        queue_size=int(qsize),
+        cpu=cpu,
+        costs=costs,
+        disk=disk,
+        provenance=prov,
+        source=source,
+    )

@@ -1,0 +1,156 @@
+"""Result of one simulated point: per-I/O latencies, fio summaries, utilisation, tidy rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vsim.fio import fio_json, latency_summary, percentile_key
+from vsim.scenario import Scenario
+
+# Stage timestamps kept per I/O (us, float32 offsets from the I/O's start), in path order.
+STAGES = ("issue", "pop", "sub", "dd", "push", "done")
+DIRECTIONS = ("read", "write")
+
+
+@dataclass
+class Result:
+    """One simulated point.
+
+    Per-I/O arrays (one entry per I/O completed in the measured window, in completion order):
+    `write` (bool), `slat_ns` and `clat_ns` (int64; lat = slat + clat) and `stages` (float32 us
+    since the I/O's start at each stage of STAGES). `elapsed_s` is the measured window;
+    `levels` holds time-averaged utilisation / queue length of every thread, CPU and the disk;
+    `counters` holds event counts (kicks, interrupts, wake-ups, ...). `wall_s` is the only
+    non-deterministic field and is left out of every serialised form.
+    """
+
+    scenario: Scenario
+    seed: int
+    write: np.ndarray
+    slat_ns: np.ndarray
+    clat_ns: np.ndarray
+    stages: np.ndarray
+    elapsed_s: float
+    levels: dict[str, float]
+    counters: dict[str, int]
+    events: int
+    wall_s: float = field(default=0.0, compare=False)
+
+    # -- basic figures -----------------------------------------------------------------------
+    @property
+    def ios(self) -> int:
+        """I/Os completed in the measured window."""
+        return int(self.write.size)
+
+    @property
+    def lat_ns(self) -> np.ndarray:
+        """Total latency (slat + clat) per I/O in ns."""
+        return self.slat_ns + self.clat_ns
+
+    @property
+    def iops(self) -> float:
+        """I/Os per second over the measured window (all directions)."""
+        return self.ios / self.elapsed_s
+
+    def direction(self, d: str) -> np.ndarray:
+        """Mask of the I/Os of direction d ("read" or "write")."""
+        return self.write if d == "write" else ~self.write
+
+    def present_directions(self) -> list[str]:
+        """The directions with at least one I/O."""
+        return [d for d in DIRECTIONS if self.direction(d).any()]
+
+    # -- fio's formats -----------------------------------------------------------------------
+    def job_options(self) -> dict[str, object]:
+        """The fio job options this point stands for (fio's names)."""
+        w = self.scenario.workload
+        opts: dict[str, object] = {
+            "rw": w.rw,
+            "bs": w.bs,
+            "iodepth": w.iodepth,
+            "numjobs": w.numjobs,
+            "ioengine": "libaio",
+            "direct": 1,
+            "size": w.size,
+        }
+        if w.rw in ("rw", "readwrite", "randrw"):
+            opts["rwmixread"] = w.rwmixread
+        if w.number_ios is not None:
+            opts["number_ios"] = w.number_ios
+        if w.runtime is not None:
+            opts["runtime"] = w.runtime
+        if w.ramp_time:
+            opts["ramp_time"] = w.ramp_time
+        return opts
+
+    def to_fio_json(self) -> dict[str, Any]:
+        """fio's --output-format=json+ document for this point (group_reporting: one job)."""
+        samples: dict[str, Any] = {}
+        for d in self.present_directions():
+            m = self.direction(d)
+            samples[d] = {"slat_ns": self.slat_ns[m], "clat_ns": self.clat_ns[m]}
+        job: dict[str, Any] = {
+            "jobname": f"vsim-{self.scenario.design.name}",
+            "elapsed_s": self.elapsed_s,
+            "options": self.job_options(),
+            **samples,
+        }
+        doc = fio_json([job], global_options={"profile": self.scenario.profile})
+        doc["fio version"] = "vsim"
+        doc["vsim"] = {"seed": self.seed, "design": asdict(self.scenario.design)}
+        return doc
+
+    def fio_json_text(self) -> str:
+        """to_fio_json() as deterministic text."""
+        return json.dumps(self.to_fio_json(), indent=2, sort_keys=False)
+
+    # -- tidy rows ---------------------------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Tidy rows: one per direction present, parameters first, then metrics with units."""
+        s = self.scenario
+        w = s.workload
+        out = []
+        for d in self.present_directions():
+            m = self.direction(d)
+            n = int(m.sum())
+            row: dict[str, Any] = {
+                "profile": s.profile,
+                "design": s.design.name,
+                "rw": w.rw,
+                "dir": d,
+                "bs": w.bs,
+                "iodepth": w.iodepth,
+                "numjobs": w.numjobs,
+                "seed": self.seed,
+                "ios": n,
+                "iops": n / self.elapsed_s,
+                "bw_kib_s": n * w.bs / 1024 / self.elapsed_s,
+            }
+            for name, arr in (("slat", self.slat_ns[m]), ("clat", self.clat_ns[m]),
+                              ("lat", self.lat_ns[m])):  # fmt: skip
+                summ = latency_summary(arr, with_bins=False, percentiles=(50.0, 99.0))
+                row[f"{name}_mean_us"] = summ["mean"] / 1000
+                if name != "slat":
+                    row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
+                    row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
+            row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
+            row["events"] = self.events
+            out.append(row)
+        return out
+
+    def utilisation(self) -> dict[str, float]:
+        """Time-averaged busy fraction of every thread, CPU and the disk."""
+        return {k[: -len(".busy")]: v for k, v in self.levels.items() if k.endswith(".busy")}
+
+    def __repr__(self) -> str:
+        d = self.scenario.design.name
+        w = self.scenario.workload
+        lat = float(self.lat_ns.mean()) / 1000 if self.ios else float("nan")
+        return (
+            f"<Result {d} {w.rw} bs={w.bs} iodepth={w.iodepth}: {self.iops:,.0f} IOPS, "
+            f"lat {lat:.1f} us over {self.ios} I/Os>"
+        )
