@@ -41,7 +41,9 @@ def stream(seed: int, key: str, name: str, rep: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=spawn)))
 
 
-def _placement(cpus: tuple[int | None, ...] | None, n: int, host: int, what: str) -> list[int | None]:
+def _placement(
+    cpus: tuple[int | None, ...] | None, n: int, host: int, what: str
+) -> list[int | None]:
     if cpus is None:
         return [None] * n
     if len(cpus) != n:
@@ -67,6 +69,10 @@ class _Recorder:
             return
         self.ios.append(io)
         if self.target is not None and len(self.ios) >= self.target:
+            self.stop.succeed()
+
+    def finish(self) -> None:
+        if not self.stop.triggered:
             self.stop.succeed()
 
     def running(self) -> bool:
@@ -112,7 +118,8 @@ def simulate(
         for name, at in zip(d.thread_names, backend_at, strict=True)
     ]
     backend = Backend(env, d, threads, vq, kick, irq, disk, costs)
-    jobs = [FioJob(i, w, rng_for(f"job{i}")) for i in range(w.numjobs)]
+    active = stats.level("guest.active")
+    jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
     vcpus = []
     for i, at in enumerate(guest_at):
         t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
@@ -127,7 +134,7 @@ def simulate(
         env.timeout(warm_end).callbacks.append(lambda _e: stats.reset(env.now))
     if w.runtime is not None:
         end = env.timeout(warm_end + w.runtime * 1e6)
-        end.callbacks.append(lambda _e: rec.stop.succeed() if not rec.stop.triggered else None)
+        end.callbacks.append(lambda _e: rec.finish())
     env.run(until=rec.stop)
     now = env.now
     levels = stats.means(now)
@@ -136,15 +143,15 @@ def simulate(
     n = len(ios)
     if n == 0:
         raise ConfigError("no I/O completed in the measured window (runtime too short?)")
-    t = np.empty((n, 8))
+    tab = np.empty((n, 8))
     for i, io in enumerate(ios):
-        t[i] = (io.t_start, io.t_issue, io.t_pop, io.t_sub, io.t_dd, io.t_push, io.t_done,
+        tab[i] = (io.t_start, io.t_issue, io.t_pop, io.t_sub, io.t_dd, io.t_push, io.t_done,
                 io.write)  # fmt: skip
-    write = t[:, 7].astype(bool)
-    start = t[:, 0]
-    stages = (t[:, 1:7] - start[:, None]).astype(np.float32)
-    slat_ns = np.rint((t[:, 1] - start) * 1000).astype(np.int64)
-    clat_ns = np.rint((t[:, 6] - t[:, 1]) * 1000).astype(np.int64)
+    write = tab[:, 7].astype(bool)
+    start = tab[:, 0]
+    stages = (tab[:, 1:7] - start[:, None]).astype(np.float32)
+    slat_ns = np.rint((tab[:, 1] - start) * 1000).astype(np.int64)
+    clat_ns = np.rint((tab[:, 6] - tab[:, 1]) * 1000).astype(np.int64)
     assert stages.shape[1] == len(STAGES)
 
     counters = {

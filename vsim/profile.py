@@ -91,7 +91,8 @@ class Profile:
         try:
             data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text.decode())
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ProfileError(f"profile {p} is not valid {p.suffix[1:] or 'TOML'}: {e}") from None
+            kind = "JSON" if p.suffix == ".json" else "TOML"
+            raise ProfileError(f"profile {p} is not valid {kind}: {e}") from None
         return _parse(data, str(p))
 
 

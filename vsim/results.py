@@ -49,7 +49,8 @@ class Result:
     @property
     def lat_ns(self) -> np.ndarray:
         """Total latency (slat + clat) per I/O in ns."""
-        return self.slat_ns + self.clat_ns
+        lat: np.ndarray = self.slat_ns + self.clat_ns
+        return lat
 
     @property
     def iops(self) -> float:

@@ -93,8 +93,8 @@ class Design:
     """A host backend as structure + policy.
 
     threads: 1 = one thread submits and completes; 2 = a submitter and a completer thread.
-    context: "user" (a QEMU thread: every operation is a syscall) or "kernel" (vhost: in-kernel calls).
-    signal: "per-completion" (one guest notification per used entry) or "batched" (one per reaped batch).
+    context: "user" (a QEMU thread: operations are syscalls) or "kernel" (vhost: in-kernel calls).
+    signal: "per-completion" (one notification per used entry) or "batched" (one per reaped batch).
     submit_batch: one io_submit call for all popped requests (True) or one call per request (False).
     poll_us: busy-poll this long before blocking (QEMU's poll-max-ns, in microseconds).
     cpus: host CPU of each backend thread, or None to let the scheduler place it.
@@ -142,7 +142,7 @@ DESIGNS: dict[str, Design] = {
 
 
 def design(name: str, **overrides: object) -> Design:
-    """A preset design by name, optionally with fields replaced (``design("virtio-blk", poll_us=32)``)."""
+    """A preset design by name, with fields replaced: ``design("virtio-blk", poll_us=32)``."""
     try:
         base = DESIGNS[name]
     except KeyError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import Any
 
 import simpy
@@ -146,7 +147,7 @@ class Thread:
             self.state = "polling"
             self.polling.set(1, env.now)
             timer = env.timeout(self.poll_us)
-            timer.callbacks.append(self._poll_timeout)
+            timer.callbacks.append(partial(self._poll_timeout, ev))
             got = yield ev
             self.polling.set(0, env.now)
             if got != "timeout" or any(fd.count for fd in fds):
@@ -166,9 +167,8 @@ class Thread:
             yield env.timeout(delay)
         self._running()
 
-    def _poll_timeout(self, _: simpy.Event) -> None:
-        ev = self._ev
-        if self.state == "polling" and ev is not None and not ev.triggered:
+    def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
+        if self.state == "polling" and self._ev is ev and not ev.triggered:
             self.state = "poll-expired"
             ev.succeed("timeout")
 

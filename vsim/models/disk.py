@@ -169,8 +169,8 @@ class HddTimes:
         self.rng = rng
         self.rev_us = 60e6 / p["rpm"]
         self.head = 0
-        self.buf_lo = 0
-        self.buf_hi = 0  # empty buffer
+        self.buf_lo = -1
+        self.buf_hi = -1  # empty buffer, no read-ahead stream
         self.hits = 0
         self.misses = 0
         self._rot = Sampler(Dist("uniform", low_us=0.0, high_us=self.rev_us), rng)
@@ -183,7 +183,7 @@ class HddTimes:
             self.hits += 1
             return float(p["overhead_us"] + xfer_if)
         lo, hi = req.offset, req.offset + req.size
-        if not req.write and (self.buf_lo <= lo and hi <= self.buf_hi or lo == self.buf_hi):
+        if not req.write and ((self.buf_lo <= lo and hi <= self.buf_hi) or lo == self.buf_hi):
             self.hits += 1
             if lo == self.buf_hi:
                 self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from vsim.models.cpu import Notifier, Proc, Thread
+from vsim.models.monitor import Level
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Workload
@@ -47,8 +48,9 @@ class IO:
 class FioJob:
     """A fio job: rw/bs/iodepth/rwmixread offsets and directions, counted in and out."""
 
-    def __init__(self, index: int, w: Workload, rng: np.random.Generator) -> None:
+    def __init__(self, index: int, w: Workload, rng: np.random.Generator, active: Level) -> None:
         self.index = index
+        self.active = active  # I/Os between fio's submit start and its reap, all jobs
         self.w = w
         self.rng = rng
         self.inflight = 0
@@ -78,6 +80,7 @@ class FioJob:
             d = int(write)
             block = self._next[d]
             self._next[d] = (block + 1) % self._blocks
+        self.active.add(1, now)
         return IO(self, write, block * w.bs, w.bs, now)
 
 
@@ -144,6 +147,7 @@ class Vcpu:
                     io = job.done.popleft()
                     yield env.timeout(c.guest_complete())
                     io.t_done = env.now
+                    job.active.add(-1, io.t_done)
                     job.inflight -= 1
                     self.record(io)
                     worked = True

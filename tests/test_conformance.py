@@ -1,0 +1,107 @@
+"""Every backend design through the same invariants: Little's law, utilisation law, determinism."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vsim import Scenario, Workload, design, simulate
+from vsim.profile import load_profile
+from vsim.sweep import grid, run_points
+
+DESIGNS = [
+    design("virtio-blk"),
+    design("vhost-blk"),
+    design("virtio-blk-batched"),
+    design("virtio-blk", poll_us=50.0),
+    design("vhost-blk", poll_us=20.0, cpus=(1, 2)),
+]
+WORKLOADS = [
+    Workload(rw="read", bs=512, iodepth=1, number_ios=3000),
+    Workload(rw="randread", bs=4096, iodepth=8, number_ios=3000),
+    Workload(rw="rw", bs=512, iodepth=4, number_ios=3000),
+    Workload(rw="randwrite", bs=4096, iodepth=32, numjobs=2, number_ios=6000),
+]
+IDS = [f"{d.name}-poll{d.poll_us:g}" for d in DESIGNS]
+
+
+@pytest.fixture(scope="module")
+def seed_profile():  # type: ignore[no-untyped-def]
+    return load_profile("seed-2011")
+
+
+@pytest.mark.parametrize("d", DESIGNS, ids=IDS)
+@pytest.mark.parametrize("w", WORKLOADS, ids=lambda w: f"{w.rw}-qd{w.iodepth}x{w.numjobs}")
+def test_littles_law(d, w, seed_profile):  # type: ignore[no-untyped-def]
+    r = simulate(Scenario(workload=w, design=d), seed=3, profile=seed_profile)
+    # Little's law on fio's lat: L = X W, with L the time-average number of I/Os between fio's
+    # submit start and its reap. L stays below iodepth by the reap-to-resubmit gap (as in fio,
+    # where IOPS x lat is 0.87-0.90 x iodepth in the seed's table).
+    population = w.iodepth * w.numjobs
+    little = r.iops * r.lat_ns.mean() / 1e9
+    assert little == pytest.approx(r.levels["guest.active"], rel=0.01)
+    assert 0.9 * population <= little <= population * 1.001
+    assert r.ios == (w.number_ios or 0) * w.numjobs
+    # fio's three latencies are consistent per I/O.
+    assert np.all(r.slat_ns > 0) and np.all(r.clat_ns > 0)
+    assert np.array_equal(r.lat_ns, r.slat_ns + r.clat_ns)
+
+
+@pytest.mark.parametrize("d", DESIGNS, ids=IDS)
+def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
+    """Disk busy fraction = throughput x service time (fixed 100 us disk, one channel)."""
+    prof = make_profile(
+        costs={"guest_submit": {"dist": "exponential", "mean_us": 20.0},
+               "pop": {"dist": "fixed", "value_us": 3.0}},
+        wakeup_idle={"dist": "uniform", "low_us": 5.0, "high_us": 15.0},
+    )  # fmt: skip
+    w = Workload(rw="randread", iodepth=4, number_ios=4000)
+    r = simulate(Scenario(workload=w, design=d, profile="test"), seed=2, profile=prof)
+    assert r.levels["disk.busy"] == pytest.approx(r.iops * 100e-6, rel=0.01)
+    # Every thread's busy fraction is a fraction, and the disk served what was measured.
+    for name, u in r.utilisation().items():
+        assert 0.0 <= u <= 1.0, name
+    assert r.counters["disk_served"] >= r.ios
+
+
+@pytest.mark.parametrize("d", DESIGNS[:2], ids=IDS[:2])
+def test_determinism(d, seed_profile):  # type: ignore[no-untyped-def]
+    s = Scenario(workload=Workload(rw="randread", iodepth=4, number_ios=2000), design=d)
+    a = simulate(s, seed=7, profile=seed_profile)
+    b = simulate(s, seed=7, profile=seed_profile)
+    c = simulate(s, seed=8, profile=seed_profile)
+    assert a.fio_json_text() == b.fio_json_text()
+    assert a.rows() == b.rows()
+    assert np.array_equal(a.stages, b.stages)
+    assert not np.array_equal(a.clat_ns, c.clat_ns)
+
+
+def test_sweep_order_irrelevant():
+    base = Scenario(workload=Workload(number_ios=500))
+    pts = grid(base, {"design": ["virtio-blk", "vhost-blk"], "iodepth": [1, 4], "rw": ["randread"]})
+    fwd = run_points(pts).rows
+    back = run_points(pts[::-1]).rows
+    key = lambda r: (r["design"], r["iodepth"], r["dir"])  # noqa: E731
+    assert sorted(fwd, key=key) == sorted(back, key=key)
+    pooled = run_points(pts, jobs=2).rows
+    assert pooled == fwd
+
+
+def test_runtime_and_ramp_time(seed_profile):  # type: ignore[no-untyped-def]
+    w = Workload(rw="read", bs=512, iodepth=2, runtime=0.2, ramp_time=0.05)
+    r = simulate(Scenario(workload=w), seed=1, profile=seed_profile)
+    assert r.elapsed_s == pytest.approx(0.2)
+    # Only I/Os completed after the warm-up count: about iops x runtime of them.
+    assert r.ios == pytest.approx(r.iops * 0.2)
+    assert r.ios < 0.25 * r.iops
+
+
+def test_replace_design_keeps_common_random_numbers(seed_profile):  # type: ignore[no-untyped-def]
+    """Designs at the same seed see the same offsets (common random numbers)."""
+    w = Workload(rw="randrw", iodepth=1, number_ios=200)
+    a = simulate(Scenario(workload=w, design=design("virtio-blk")), 5, profile=seed_profile)
+    b = simulate(Scenario(workload=w, design=design("vhost-blk")), 5, profile=seed_profile)
+    assert np.array_equal(a.write, b.write)
+    assert replace(design("vhost-blk"), poll_us=1.0).poll_us == 1.0

@@ -1,0 +1,245 @@
+"""Unit tests of the models: virtqueue suppression, hdd buffer hits, CPU wake-ups, distributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from vsim.models.cpu import Cpu, Notifier, Thread
+from vsim.models.disk import HddTimes, Request
+from vsim.models.dists import Dist, dist_from_dict
+from vsim.models.monitor import Registry
+from vsim.models.virtqueue import Virtqueue, need_event
+
+# -- virtqueue -------------------------------------------------------------------------------
+
+
+def test_need_event_spec_cases():
+    assert need_event(0, 1, 0)  # first entry after the event index
+    assert not need_event(0, 2, 1)  # already passed: suppressed
+    assert need_event(5, 8, 3)  # 5 lies in [3, 8)
+    assert not need_event(8, 8, 3)  # 8 not yet reached
+    assert need_event(0xFFFF, 0x0001, 0xFFFE)  # wrap-around of 16-bit indices
+
+
+def test_kicks_suppressed_while_device_processes():
+    vq = Virtqueue(8)
+    vq.add("a")
+    assert vq.kick_prepare()  # device idle with notifications on: kick
+    vq.add("b")
+    assert not vq.kick_prepare()  # device has not re-enabled notifications yet
+    assert vq.pop() == "a" and vq.pop() == "b" and vq.pop() is None
+    assert vq.enable_notify()  # nothing pending after re-enabling
+    vq.add("c")
+    assert vq.kick_prepare()
+    assert (vq.kicks, vq.kicks_suppressed) == (2, 1)
+
+
+def test_enable_notify_reports_race():
+    vq = Virtqueue(8)
+    vq.add("a")
+    vq.kick_prepare()
+    vq.add("b")  # arrives while the device processes
+    assert vq.pop() == "a"
+    assert not vq.enable_notify()  # device must re-check: "b" is pending
+
+
+def test_interrupts_coalesce_until_driver_reenables():
+    vq = Virtqueue(8)
+    for r in "abc":
+        vq.add(r)
+    vq.push(vq.pop())
+    assert vq.should_signal()
+    vq.push(vq.pop())
+    assert not vq.should_signal()  # driver has not consumed the first entry yet
+    assert vq.get_used() == "a" and vq.get_used() == "b"
+    assert vq.enable_cb()
+    vq.push(vq.pop())
+    assert vq.should_signal()
+    assert (vq.signals, vq.signals_suppressed) == (2, 1)
+
+
+def test_batched_signal_covers_batch():
+    vq = Virtqueue(8)
+    for r in "abcd":
+        vq.add(r)
+    for _ in range(4):
+        vq.push(vq.pop())
+    assert vq.should_signal()  # one signal for four used entries
+    assert vq.signals == 1
+
+
+def test_ring_full_and_wraparound():
+    vq = Virtqueue(4)
+    for i in range(4):
+        vq.add(i)
+    assert not vq.can_add()
+    with pytest.raises(RuntimeError):
+        vq.add(9)
+    for _ in range(70000):  # indices wrap at 2^16
+        vq.push(vq.pop())
+        vq.get_used()
+        vq.add(0)
+    assert vq.avail_idx == (4 + 70000) % 0x10000
+    assert not vq.can_add()
+
+
+def test_queue_size_power_of_two():
+    with pytest.raises(ValueError):
+        Virtqueue(100)
+
+
+# -- hdd ---------------------------------------------------------------------------------------
+
+HDD = {
+    "rpm": 7200.0, "seek_avg_ms": 10.0, "seek_min_ms": 1.0, "overhead_us": 100.0,
+    "media_mib_s": 100.0, "interface_mib_s": 286.0, "buffer_kib": 64.0, "write_cache": 1.0,
+}  # fmt: skip
+
+
+def test_hdd_sequential_reads_hit_buffer():
+    hdd = HddTimes(HDD, 1 << 30, np.random.default_rng(1))
+    times = [hdd(Request(False, i * 512, 512)) for i in range(1000)]
+    assert hdd.misses == 1 and hdd.hits == 999
+    hit = 100.0 + 512 / (286.0 * 1.048576)
+    assert times[1:] == pytest.approx([hit] * 999)
+    assert times[0] > hit  # the first read seeks (or at least rotates)
+
+
+def test_hdd_random_reads_miss_and_seek():
+    hdd = HddTimes(HDD, 1 << 30, np.random.default_rng(2))
+    rng = np.random.default_rng(3)
+    times = [hdd(Request(False, int(o) * 4096, 4096)) for o in rng.integers(0, 1 << 18, 2000)]
+    assert hdd.misses >= 1990
+    # Mean: overhead + about the average seek + half a revolution (4.17 ms).
+    assert 10_000 < np.mean(times) < 16_000
+
+
+def test_hdd_write_cache():
+    hdd = HddTimes(HDD, 1 << 30, np.random.default_rng(1))
+    assert hdd(Request(True, 12345 * 512, 512)) == pytest.approx(100.0 + 512 / 299.89, rel=1e-3)
+    through = HddTimes({**HDD, "write_cache": 0.0}, 1 << 30, np.random.default_rng(1))
+    assert through(Request(True, 1 << 29, 512)) > 1000
+
+
+# -- CPU wake-ups ------------------------------------------------------------------------------
+
+
+def _threads(n_cpus: int, pins: list[int | None], poll_us: float = 0.0):  # type: ignore[no-untyped-def]
+    env = simpy.Environment()
+    stats = Registry()
+    cpus = [Cpu(i, stats) for i in range(n_cpus)]
+    lat = {"wakeup_idle": lambda: 50.0, "wakeup_busy": lambda: 2.0, "poll_detect": lambda: 0.5}
+    ths = [Thread(env, f"t{i}", cpus, p, poll_us, lat, stats) for i, p in enumerate(pins)]
+    return env, cpus, ths
+
+
+def test_wakeup_on_idle_cpu_costs_idle_latency():
+    env, _, (t,) = _threads(2, [1])
+    fd = Notifier("fd")
+    woke: list[float] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        woke.append(env.now)
+
+    env.process(waiter())
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run()
+    assert woke == [150.0]  # signalled at 100, idle CPU wakes in 50
+    assert t.wakeups["idle"] == 2  # the start and the wake-up
+
+
+def test_wakeup_on_busy_cpu_waits_then_switches():
+    env, _, (busy, t) = _threads(1, [0, 0])
+    fd = Notifier("fd")
+    woke: list[float] = []
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from busy.start()
+        yield env.timeout(300)  # holds the only CPU until 300
+        yield from busy.wait([Notifier("never")])
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        woke.append(env.now)
+
+    env.process(waiter())
+    env.process(worker())
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run()
+    # The worker got the CPU at 52 (after the waiter's start: 50 idle wake-up + 2 switch) and
+    # holds it until 352; the waiter, signalled at 100, then pays one context switch.
+    assert woke == [354.0]
+    assert t.wakeups["busy"] == 1
+
+
+def test_free_thread_moves_to_an_idle_cpu():
+    env, _, (busy, t) = _threads(2, [0, None])
+    fd = Notifier("fd")
+    where: list[int] = []
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from busy.start()
+        yield env.timeout(1000)
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        where.append(t.cpu.index)
+
+    env.process(worker())
+    env.process(waiter())
+    env.timeout(10).callbacks.append(lambda _e: fd.signal())
+    env.run()
+    assert where == [1]
+
+
+def test_polling_thread_notices_quickly_and_keeps_cpu_busy():
+    env, cpus, (t,) = _threads(1, [0], poll_us=100.0)
+    fd = Notifier("fd")
+    woke: list[float] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])  # signalled at 100, within the poll window (50-150)
+        woke.append(env.now)
+        fd.consume()
+        yield from t.wait([fd])  # never signalled again: polls 100 us, then blocks
+
+    env.process(waiter())
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=1000)
+    assert woke == [100.5]
+    assert t.wakeups["poll"] == 1
+    # Busy from 50 (start) to 200.5 (poll expired): 150.5 us of 1000.
+    assert cpus[0].busy.mean(1000) == pytest.approx(150.5 / 1000)
+
+
+# -- distributions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"dist": "exponential", "mean_us": 5.0},
+        {"dist": "uniform", "low_us": 1.0, "high_us": 3.0},
+        {"dist": "lognormal", "mean_us": 10.0, "cv": 0.5},
+        {"dist": "gamma", "mean_us": 10.0, "cv": 2.0},
+        {"dist": "empirical", "levels": [0, 0.5, 1], "quantiles_us": [1, 2, 10]},
+    ],
+)
+def test_dist_moments_match_samples(spec):  # type: ignore[no-untyped-def]
+    d = dist_from_dict(spec, "x")
+    s = d.sample(np.random.default_rng(0), 400_000)
+    assert s.mean() == pytest.approx(d.mean, rel=0.01)
+    assert s.var() == pytest.approx(d.variance, rel=0.05)
+
+
+def test_fixed_dist():
+    d = Dist.fixed(3.0)
+    assert d.mean == 3.0 and d.variance == 0.0
+    assert dist_from_dict(d.to_dict(), "x") == d

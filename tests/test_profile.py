@@ -1,0 +1,66 @@
+"""Profiles: the bundled ones load with full provenance; malformed files name the bad key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import profile_dict
+from vsim.errors import ProfileError
+from vsim.profile import GUEST_OPS, HOST_OPS, Profile, bundled_profiles, load_profile
+
+
+def test_bundled_seed_profile_loads_with_provenance():
+    assert "seed-2011" in bundled_profiles()
+    p = load_profile("seed-2011")
+    assert p.host_cpus == 4 and p.guest_vcpus == 1 and p.queue_size == 128
+    assert p.disk["model"] == "hdd"
+    # Every number has a provenance entry naming its kind and source.
+    assert all(v.split(":")[0] in ("measured", "fitted", "cited", "derived")
+               for v in p.provenance.values())  # fmt: skip
+    for op in HOST_OPS:
+        assert f"costs.{op}.user" in p.provenance and f"costs.{op}.kernel" in p.provenance
+    for op in GUEST_OPS:
+        assert f"costs.{op}" in p.provenance
+    assert p.cost("pop", "user").mean > p.cost("pop", "kernel").mean
+
+
+def test_load_by_path(tmp_path: Path):
+    src = bundled_profiles()["seed-2011"]
+    dst = tmp_path / "mine.toml"
+    dst.write_text(src.read_text())
+    assert load_profile(str(dst)).name == "seed-2011"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["costs"].pop("kick"), "costs.kick: missing"),
+        (lambda d: d["cpu"]["wakeup_idle"].pop("source"), "cpu.wakeup_idle.source"),
+        (lambda d: d["cpu"]["wakeup_idle"].update(dist="weibull"), "cpu.wakeup_idle.dist"),
+        (lambda d: d["cpu"]["host_cpus"].update(value=0), "cpu.host_cpus.value"),
+        (lambda d: d["costs"]["pop"].update(value_us="x"), "costs.pop.value_us"),
+        (lambda d: d["device"]["queue_size"].update(value=100), "device.queue_size.value"),
+        (lambda d: d["disk"].update(model="tape"), "disk.model"),
+        (lambda d: d["costs"].update(frob=d["costs"]["pop"]), "costs.frob: unknown"),
+        (lambda d: d.update(schema="v0"), "schema"),
+    ],
+)
+def test_malformed_profile_names_key(mutate, message):  # type: ignore[no-untyped-def]
+    doc = copy.deepcopy(profile_dict())
+    mutate(doc)
+    with pytest.raises(ProfileError, match=message.replace(".", r"\.")):
+        Profile.from_dict(doc, "test")
+
+
+def test_bad_files(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("schema = [unclosed")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profile(str(bad))
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profile(str(tmp_path / "missing.toml"))
+    with pytest.raises(ProfileError, match="unknown profile"):
+        load_profile("no-such-profile")

@@ -1,0 +1,220 @@
+"""The `vsim` command: argument parsing and printing only; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pandas as pd
+
+from vsim.errors import ConfigError, VsimError
+from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
+from vsim.sweep import SEED_GRID, grid, run_points, stderr_progress
+
+FORMATS = ("table", "csv", "json")
+TABLE_COLUMNS = (
+    "profile", "design", "rw", "dir", "bs", "iodepth", "seed", "ios", "iops", "bw_kib_s",
+    "slat_mean_us", "clat_mean_us", "clat_p50_us", "clat_p99_us",
+    "lat_mean_us", "lat_p50_us", "lat_p99_us",
+)  # fmt: skip
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _ints(text: str) -> list[int]:
+    """ "1,2,3", "1-32" (every integer) or a mix, for --iodepth."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out += range(lo, hi + 1)
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"cannot read {part!r} (expected N, N,M or N-M)") from None
+    return out
+
+
+def _sizes(text: str) -> list[int]:
+    return [parse_size(p) for p in text.split(",")]
+
+
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="seed-2011", help="bundled profile name or a file path")
+    p.add_argument("--seed", type=int, default=1, help="root random seed (default 1)")
+    p.add_argument("--ios", type=int, help="I/Os per point after warm-up (default 20000)")
+    p.add_argument("--runtime", type=float, help="simulated seconds per point after warm-up")
+    p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds, not counted")
+    p.add_argument("--numjobs", type=int, default=1, help="fio jobs in the guest")
+    p.add_argument("--rwmixread", type=int, default=50, help="read percentage of rw/randrw")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: table)")
+    p.add_argument("--out", help="write the result to FILE (.csv, .json or .parquet)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `vsim` command."""
+    top = _Parser(
+        prog="vsim",
+        description="Simulate virtualized block I/O: virtio-blk (one thread) vs vhost-blk.",
+        epilog="example: vsim sweep --design virtio-blk,vhost-blk --iodepth 1-8 --format csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser(
+        "run",
+        help="simulate one point",
+        epilog="example: vsim run --design vhost-blk --rw randread --bs 4k --iodepth 8 "
+        "--format json",
+    )
+    run.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
+    run.add_argument("--rw", default="read", help="fio rw mode")
+    run.add_argument("--bs", default="512", help="block size (512, 4k, ...)")
+    run.add_argument("--iodepth", type=int, default=1, help="I/Os in flight")
+    run.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
+    _common(run)
+    sw = sub.add_parser(
+        "sweep",
+        help="simulate a grid (default: the seed's table)",
+        epilog="example: vsim sweep --rw randread --bs 4k --iodepth 1-32 --method mva",
+    )
+    sw.add_argument("--design", default=",".join(SEED_GRID["design"]), help="comma list")
+    sw.add_argument("--rw", default=",".join(SEED_GRID["rw"]), help="comma list")
+    sw.add_argument("--bs", default="512", help="comma list of block sizes")
+    sw.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
+    sw.add_argument("--method", choices=("des", "mva"), default="des",
+                    help="des = simulate; mva = instant analytic estimate")  # fmt: skip
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes")
+    _common(sw)
+    return top
+
+
+def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
+    return Workload(
+        number_ios=a.ios,
+        runtime=a.runtime,
+        ramp_time=a.ramp_time,
+        numjobs=a.numjobs,
+        rwmixread=a.rwmixread,
+        **fields,
+    )
+
+
+def _format(a: argparse.Namespace) -> str:
+    if a.format:
+        return str(a.format)
+    if a.out:
+        ext = Path(a.out).suffix.lower()
+        return {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(ext, "table")
+    return "table"
+
+
+def _check_writable(path: str | None) -> None:
+    """Fail before any work when --out cannot be written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"--out {path}: is a directory")
+    if not p.parent.exists():
+        raise ConfigError(f"--out {path}: directory {p.parent} does not exist")
+    try:
+        with open(p, "a"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--out {path}: cannot write ({e.strerror})") from None
+
+
+def _render(df: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return str(df.to_csv(index=False, float_format="%.6g"))
+    if fmt == "json":
+        return json.dumps(df.to_dict(orient="records"), indent=2) + "\n"
+    cols = [c for c in TABLE_COLUMNS if c in df.columns]
+    return str(df[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}")) + "\n"
+
+
+def _emit(text: str | None, df: pd.DataFrame | None, a: argparse.Namespace, fmt: str) -> None:
+    """Print or write the result; if writing fails, print it so nothing computed is lost."""
+    if a.out is None:
+        sys.stdout.write(text or "")
+        return
+    try:
+        if fmt == "parquet":
+            assert df is not None
+            df.to_parquet(a.out, index=False)
+        else:
+            Path(a.out).write_text(text or "")
+    except (OSError, ImportError, ValueError) as e:
+        sys.stdout.write(text if text is not None else _render(df, "csv") if df is not None else "")
+        raise ConfigError(f"--out {a.out}: cannot write ({e}); result printed instead") from None
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+def cmd_run(a: argparse.Namespace) -> None:
+    """`vsim run`: one point."""
+    from vsim.engine import simulate
+
+    fmt = _format(a)
+    _check_writable(a.out)
+    d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
+    w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
+    res = simulate(Scenario(workload=w, design=d, profile=a.profile), a.seed)
+    df = pd.DataFrame(res.rows())
+    text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
+    _emit(text if fmt != "parquet" else None, df, a, fmt)
+
+
+def cmd_sweep(a: argparse.Namespace) -> None:
+    """`vsim sweep`: a grid of points."""
+    fmt = _format(a)
+    _check_writable(a.out)
+    if a.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
+    base = Scenario(workload=_workload(a), profile=a.profile)
+    factors: dict[str, list[Any]] = {
+        "design": _names(a.design),
+        "rw": _names(a.rw),
+        "bs": _sizes(a.bs),
+        "iodepth": _ints(a.iodepth),
+    }
+    for name in factors["design"]:
+        design(name)  # unknown names fail before any work
+    base = replace(base, workload=replace(base.workload, bs=factors["bs"][0]))
+    points = grid(base, factors)
+    res = run_points(points, seed=a.seed, method=a.method, jobs=a.jobs, progress=stderr_progress)
+    df = res.to_dataframe()
+    _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit code (2 for bad input, with one line on stderr)."""
+    try:
+        a = build_parser().parse_args(argv)
+        {"run": cmd_run, "sweep": cmd_sweep}[a.command](a)
+    except VsimError as e:
+        print(f"vsim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vsim: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
