@@ -9,6 +9,7 @@ import pytest
 
 from vsim import Scenario, Workload, design, simulate
 from vsim.profile import load_profile
+from vsim.results import STAGES
 from vsim.sweep import grid, run_points
 
 DESIGNS = [
@@ -64,6 +65,10 @@ def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
     for name, u in r.utilisation().items():
         assert 0.0 <= u <= 1.0, name
     assert r.counters["disk_served"] >= r.ios
+    # Little's law at the disk: mean number inside = throughput x mean time inside.
+    sub, dd = STAGES.index("sub"), STAGES.index("dd")
+    inside_us = float(np.mean(r.stages[:, dd] - r.stages[:, sub]))
+    assert r.queues()["disk"] == pytest.approx(r.iops * inside_us / 1e6, rel=0.02)
 
 
 @pytest.mark.parametrize("d", DESIGNS[:2], ids=IDS[:2])

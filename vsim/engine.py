@@ -101,7 +101,11 @@ def simulate(
     guest_at = _placement(scenario.guest_cpus, prof.guest_vcpus, prof.host_cpus, "guest_cpus")
     backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
     costs = Costs(prof, d.context, rng_for)
-    vq = Virtqueue(prof.queue_size)
+    vq = Virtqueue(
+        prof.queue_size,
+        levels=(stats.level("virtqueue.avail"), stats.level("virtqueue.used")),
+        clock=lambda: env.now,
+    )
     kick, irq = Notifier("kick"), Notifier("irq")
     disk, service = build_disk(env, prof.disk, w.size, rng_for("disk"), stats)
 
@@ -117,7 +121,7 @@ def simulate(
         Thread(env, name, cpus, at, d.poll_us, latency, stats)
         for name, at in zip(d.thread_names, backend_at, strict=True)
     ]
-    backend = Backend(env, d, threads, vq, kick, irq, disk, costs)
+    backend = Backend(env, d, threads, vq, kick, irq, disk, costs, stats.level("aio.completed"))
     active = stats.level("guest.active")
     jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
     vcpus = []

@@ -147,6 +147,22 @@ class Result:
         """Time-averaged busy fraction of every thread, CPU and the disk."""
         return {k[: -len(".busy")]: v for k, v in self.levels.items() if k.endswith(".busy")}
 
+    def queues(self) -> dict[str, float]:
+        """Time-averaged number of requests waiting for each thread and in the disk.
+
+        A backend thread's queue is the work only it can do: the available ring (requests not
+        yet popped) for the submitting thread, reaped-but-unhandled AIO completions for the
+        completing one (the one thread of virtio-blk has both); vCPU 0's is the used ring.
+        """
+        lv = self.levels
+        avail, used, cq = lv["virtqueue.avail"], lv["virtqueue.used"], lv["aio.completed"]
+        out = {"vcpu0": used, "disk": lv["disk.queue"]}
+        if self.scenario.design.threads == 1:
+            out["iothread"] = avail + cq
+        else:
+            out.update(submitter=avail, completer=cq)
+        return out
+
     def __repr__(self) -> str:
         d = self.scenario.design.name
         w = self.scenario.workload

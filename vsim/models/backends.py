@@ -9,6 +9,7 @@ import simpy
 from vsim.models.cpu import Notifier, Proc, Thread
 from vsim.models.disk import Disk, Request
 from vsim.models.guest import IO
+from vsim.models.monitor import Level
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Design
@@ -32,6 +33,7 @@ class Backend:
         irq: Notifier,
         disk: Disk,
         costs: Costs,
+        cq_level: Level,
     ) -> None:
         self.env = env
         self.design = design
@@ -43,6 +45,7 @@ class Backend:
         self.costs = costs
         self.aio = Notifier("aio")  # the AIO completion eventfd (IOCB_FLAG_RESFD)
         self.cq: deque[IO] = deque()  # completed, not yet reaped
+        self.cq_level = cq_level
         self.submit_calls = 0
         self.reap_calls = 0
 
@@ -127,6 +130,7 @@ class Backend:
     def _disk_done(self, io: IO) -> None:
         io.t_dd = self.env.now
         self.cq.append(io)
+        self.cq_level.add(1, io.t_dd)
         self.aio.signal()
 
     def _handle_completions(self) -> Proc:
@@ -140,6 +144,7 @@ class Backend:
             self.reap_calls += 1
             batch = list(self.cq)
             self.cq.clear()
+            self.cq_level.set(0, env.now)
             for io in batch:
                 yield env.timeout(c.reap_event() + c.push())
                 vq.push(io)

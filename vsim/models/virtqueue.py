@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+from vsim.models.monitor import Level
 
 U16 = 0x10000
 
@@ -23,9 +26,17 @@ class Virtqueue:
     signals only when its new used entries pass it.
     """
 
-    def __init__(self, size: int, descs_per_request: int = 1) -> None:
+    def __init__(
+        self,
+        size: int,
+        descs_per_request: int = 1,
+        levels: tuple[Level, Level] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         if size < 1 or size & (size - 1):
             raise ValueError(f"virtqueue size must be a power of 2, got {size}")
+        self._levels = levels  # time-weighted occupancy of the available and used rings
+        self._clock = clock
         self.size = size
         self.descs_per_request = descs_per_request
         self.free = size
@@ -54,6 +65,8 @@ class Virtqueue:
         self.free -= self.descs_per_request
         self.avail.append(req)
         self.avail_idx = (self.avail_idx + 1) % U16
+        if self._levels and self._clock:
+            self._levels[0].add(1, self._clock())
 
     def kick_prepare(self) -> bool:
         """After adding: must the driver notify the device? (virtqueue_kick_prepare)."""
@@ -69,6 +82,8 @@ class Virtqueue:
         if not self.used:
             return None
         self.free += self.descs_per_request
+        if self._levels and self._clock:
+            self._levels[1].add(-1, self._clock())
         return self.used.popleft()
 
     def enable_cb(self) -> bool:
@@ -79,7 +94,11 @@ class Virtqueue:
     # -- device side -------------------------------------------------------------------------
     def pop(self) -> Any:
         """Take one request from the available ring (None when empty)."""
-        return self.avail.popleft() if self.avail else None
+        if not self.avail:
+            return None
+        if self._levels and self._clock:
+            self._levels[0].add(-1, self._clock())
+        return self.avail.popleft()
 
     def enable_notify(self) -> bool:
         """Re-enable kicks (avail_event = avail_idx); False if requests are pending."""
@@ -90,6 +109,8 @@ class Virtqueue:
         """Place a completed request on the used ring."""
         self.used.append(req)
         self.used_idx = (self.used_idx + 1) % U16
+        if self._levels and self._clock:
+            self._levels[1].add(1, self._clock())
 
     def should_signal(self) -> bool:
         """After pushing: must the device interrupt the driver? (virtio_should_notify)."""
