@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Generator
+from typing import Any
 
 import simpy
 
@@ -56,21 +58,23 @@ class Backend:
         return [self._submitter(self.threads[0]), self._completer(self.threads[1])]
 
     # -- thread loops ------------------------------------------------------------------------
+    # Consecutive costs with nothing observable between them are charged as one timeout:
+    # `carry` is CPU time already spent and not yet yielded.
     def _one_thread(self, t: Thread) -> Proc:
         c = self.costs
         env = self.env
         yield from t.start()
         while True:
             yield from t.wait((self.kick, self.aio))
-            yield env.timeout(c.wait_return())
+            carry = c.wait_return()
             if self.kick.count:
                 self.kick.consume()
-                yield env.timeout(c.notify_read())
-                yield from self._handle_avail()
+                carry = yield from self._handle_avail(carry + c.notify_read())
             if self.aio.count:
                 self.aio.consume()
-                yield env.timeout(c.notify_read())
-                yield from self._handle_completions()
+                carry = yield from self._handle_completions(carry + c.notify_read())
+            if carry:
+                yield env.timeout(carry)
 
     def _submitter(self, t: Thread) -> Proc:
         c = self.costs
@@ -78,10 +82,10 @@ class Backend:
         yield from t.start()
         while True:
             yield from t.wait((self.kick,))
-            yield env.timeout(c.wait_return())
             self.kick.consume()
-            yield env.timeout(c.notify_read())
-            yield from self._handle_avail()
+            carry = yield from self._handle_avail(c.wait_return() + c.notify_read())
+            if carry:
+                yield env.timeout(carry)
 
     def _completer(self, t: Thread) -> Proc:
         c = self.costs
@@ -89,13 +93,13 @@ class Backend:
         yield from t.start()
         while True:
             yield from t.wait((self.aio,))
-            yield env.timeout(c.wait_return())
             self.aio.consume()
-            yield env.timeout(c.notify_read())
-            yield from self._handle_completions()
+            carry = yield from self._handle_completions(c.wait_return() + c.notify_read())
+            if carry:
+                yield env.timeout(carry)
 
     # -- request handling --------------------------------------------------------------------
-    def _handle_avail(self) -> Proc:
+    def _handle_avail(self, carry: float) -> Generator[simpy.Event, Any, float]:
         """Pop and submit until the ring is empty with notifications re-enabled."""
         c = self.costs
         env = self.env
@@ -104,7 +108,8 @@ class Backend:
             if self.design.submit_batch:
                 batch: list[IO] = []
                 while (io := vq.pop()) is not None:
-                    yield env.timeout(c.pop())
+                    yield env.timeout(carry + c.pop())
+                    carry = 0.0
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
@@ -115,13 +120,14 @@ class Backend:
                         self._to_disk(io)
             else:
                 while (io := vq.pop()) is not None:
-                    yield env.timeout(c.pop())
-                    io.t_pop = env.now
-                    yield env.timeout(c.submit_call() + c.submit_iocb())
+                    t_pop = env.now + carry + c.pop()
+                    yield env.timeout(t_pop - env.now + c.submit_call() + c.submit_iocb())
+                    carry = 0.0
+                    io.t_pop = t_pop
                     self.submit_calls += 1
                     self._to_disk(io)
             if vq.enable_notify():
-                return
+                return carry
 
     def _to_disk(self, io: IO) -> None:
         io.t_sub = self.env.now
@@ -133,20 +139,21 @@ class Backend:
         self.cq_level.add(1, io.t_dd)
         self.aio.signal()
 
-    def _handle_completions(self) -> Proc:
+    def _handle_completions(self, carry: float) -> Generator[simpy.Event, Any, float]:
         """Reap every completed request, push it to the used ring and signal the guest."""
         c = self.costs
         env = self.env
         vq = self.vq
         per_completion = self.design.signal == "per-completion"
         while self.cq:
-            yield env.timeout(c.reap_call())
+            carry += c.reap_call()
             self.reap_calls += 1
             batch = list(self.cq)
             self.cq.clear()
             self.cq_level.set(0, env.now)
             for io in batch:
-                yield env.timeout(c.reap_event() + c.push())
+                yield env.timeout(carry + c.reap_event() + c.push())
+                carry = 0.0
                 vq.push(io)
                 io.t_push = env.now
                 if per_completion and vq.should_signal():
@@ -155,3 +162,4 @@ class Backend:
             if not per_completion and vq.should_signal():
                 yield env.timeout(c.signal())
                 self.irq.signal()
+        return carry

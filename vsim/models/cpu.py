@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
 from vsim.models.monitor import Level, Registry
 
@@ -107,9 +108,7 @@ class Thread:
         self.state = "blocked"
         self._ev = self.env.event()
         self.notify()
-        delay = yield self._ev
-        if delay:
-            yield self.env.timeout(delay)
+        yield self._ev
         self._running()
 
     def _running(self) -> None:
@@ -128,7 +127,7 @@ class Thread:
             cpu.queue.add(-1, now)
             cpu.holder = nxt
             assert nxt._ev is not None
-            nxt._ev.succeed(self._latency["wakeup_busy"]())
+            nxt._fire(nxt._ev, self._latency["wakeup_busy"]())
         else:
             cpu.holder = None
 
@@ -160,11 +159,9 @@ class Thread:
             self._ev = ev = env.event()
         self.state = "blocked"
         self._release()
-        delay = yield ev
+        yield ev
         for fd in fds:
             fd.waiters.remove(self)
-        if delay:
-            yield env.timeout(delay)
         self._running()
 
     def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
@@ -189,11 +186,17 @@ class Thread:
             cpu.holder = self
             self.wakeups["idle"] += 1
             assert self._ev is not None
-            self._ev.succeed(self._latency["wakeup_idle"]())
+            self._fire(self._ev, self._latency["wakeup_idle"]())
         else:
             self.wakeups["busy"] += 1
             cpu.waiters.append(self)
             cpu.queue.add(1, self.env.now)
+
+    def _fire(self, ev: simpy.Event, delay: float) -> None:
+        """Trigger ev `delay` from now: one scheduled event instead of a trigger and a timeout."""
+        ev._ok = True
+        ev._value = None
+        self.env.schedule(ev, NORMAL, delay)
 
     def _choose_cpu(self) -> Cpu:
         cpu = self.cpu

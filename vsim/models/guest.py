@@ -125,11 +125,12 @@ class Vcpu:
         yield from t.start()
         while True:
             worked = False
+            carry = 0.0
             irq = self.irq
             if irq is not None and irq.count:
                 irq.consume()
                 self.irqs += 1
-                yield env.timeout(c.guest_irq())
+                carry = c.guest_irq()  # charged with the first reap (or alone below)
                 while True:  # virtblk_done: drain the used ring, re-enable, re-check
                     while (io := vq.get_used()) is not None:
                         job = io.job
@@ -145,12 +146,16 @@ class Vcpu:
             for job in self.jobs:
                 while job.done:
                     io = job.done.popleft()
-                    yield env.timeout(c.guest_complete())
+                    yield env.timeout(carry + c.guest_complete())
+                    carry = 0.0
                     io.t_done = env.now
                     job.active.add(-1, io.t_done)
                     job.inflight -= 1
                     self.record(io)
                     worked = True
+                if carry:
+                    yield env.timeout(carry)
+                    carry = 0.0
                 while job.inflight < job.w.iodepth and vq.can_add() and self.running():
                     io = job.new_io(env.now)
                     job.inflight += 1
@@ -161,5 +166,7 @@ class Vcpu:
                         self.kick.signal()
                     io.t_issue = env.now
                     worked = True
+            if carry:
+                yield env.timeout(carry)
             if not worked:
                 yield from t.wait(fds)
