@@ -12,7 +12,9 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
+from vsim.executors import default_jobs
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
 from vsim.sweep import SEED_GRID, grid, run_points, stderr_progress
 
@@ -20,7 +22,7 @@ FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
     "profile", "design", "rw", "dir", "bs", "iodepth", "seed", "ios", "iops", "bw_kib_s",
     "slat_mean_us", "clat_mean_us", "clat_p50_us", "clat_p99_us",
-    "lat_mean_us", "lat_p50_us", "lat_p99_us",
+    "lat_mean_us", "lat_p50_us", "lat_p99_us", "iops_hw_pct", "lat_hw_pct",
 )  # fmt: skip
 
 
@@ -58,13 +60,29 @@ def _names(text: str) -> list[str]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="seed-2011", help="bundled profile name or a file path")
     p.add_argument("--seed", type=int, default=1, help="root random seed (default 1)")
-    p.add_argument("--ios", type=int, help="I/Os per point after warm-up (default 20000)")
+    p.add_argument("--ios", type=int, help="I/Os per point after warm-up (fixed run length)")
+    p.add_argument(
+        "--precision",
+        type=float,
+        help="run each point until the 95%% CI half-width of IOPS and mean latency is "
+        "within this fraction (default 0.01 when neither --ios nor --runtime)",
+    )
+    p.add_argument(
+        "--max-ios",
+        type=int,
+        default=DEFAULT_MAX_IOS,
+        help=f"cap on measured I/Os per point (default {DEFAULT_MAX_IOS})",
+    )
     p.add_argument("--runtime", type=float, help="simulated seconds per point after warm-up")
     p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds, not counted")
     p.add_argument("--numjobs", type=int, default=1, help="fio jobs in the guest")
     p.add_argument("--rwmixread", type=int, default=50, help="read percentage of rw/randrw")
     p.add_argument("--format", choices=FORMATS, help="output format (default: table)")
-    p.add_argument("--out", help="write the result to FILE (.csv, .json or .parquet)")
+    p.add_argument(
+        "--out",
+        help="write the result to FILE (.csv, .json or .parquet); for "
+        "sweep, a DIR keeps every finished point (resumable) and DIR/results.csv",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
     sw.add_argument("--method", choices=("des", "mva"), default="des",
                     help="des = simulate; mva = instant analytic estimate")  # fmt: skip
-    sw.add_argument("--jobs", type=int, default=1, help="worker processes")
+    sw.add_argument("--jobs", type=int, default=default_jobs(),
+                    help="worker processes (default: all cores)")  # fmt: skip
+    sw.add_argument("--scheduler", help="run points on a Dask scheduler (tcp://host:8786)")
+    sw.add_argument("--resume", action="store_true",
+                    help="with --out DIR: run only the points not already in DIR")  # fmt: skip
     _common(sw)
     return top
 
@@ -174,14 +196,24 @@ def cmd_run(a: argparse.Namespace) -> None:
     _check_writable(a.out)
     d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
     w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
-    res = simulate(Scenario(workload=w, design=d, profile=a.profile), a.seed)
+    res = simulate(Scenario(workload=w, design=d, profile=a.profile), a.seed,
+                   precision=a.precision, max_ios=a.max_ios)  # fmt: skip
     df = pd.DataFrame(res.rows())
     text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
     _emit(text if fmt != "parquet" else None, df, a, fmt)
 
 
+def _is_table_file(path: str) -> bool:
+    return Path(path).suffix.lower() in (".csv", ".json", ".parquet")
+
+
 def cmd_sweep(a: argparse.Namespace) -> None:
     """`vsim sweep`: a grid of points."""
+    workspace = a.out if a.out is not None and not _is_table_file(a.out) else None
+    if a.resume and workspace is None:
+        raise ConfigError("--resume needs --out DIR (a directory, not a .csv/.json file)")
+    if workspace is not None:
+        a.out = None  # the table goes to stdout and DIR/results.csv
     fmt = _format(a)
     _check_writable(a.out)
     if a.jobs < 1:
@@ -197,8 +229,23 @@ def cmd_sweep(a: argparse.Namespace) -> None:
         design(name)  # unknown names fail before any work
     base = replace(base, workload=replace(base.workload, bs=factors["bs"][0]))
     points = grid(base, factors)
-    res = run_points(points, seed=a.seed, method=a.method, jobs=a.jobs, progress=stderr_progress)
+    res = run_points(
+        points,
+        seed=a.seed,
+        method=a.method,
+        jobs=a.jobs,
+        scheduler=a.scheduler,
+        precision=a.precision,
+        max_ios=a.max_ios,
+        out=workspace,
+        resume=a.resume,
+        progress=stderr_progress,
+    )
     df = res.to_dataframe()
+    if workspace is not None:
+        (Path(workspace) / "results.csv").write_text(_render(df, "csv"))
+        print(f"wrote {workspace}/results.csv ({res.resumed} of {len(points)} points resumed)",
+              file=sys.stderr)  # fmt: skip
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
 
 

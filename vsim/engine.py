@@ -15,15 +15,21 @@ from vsim.models.backends import Backend
 from vsim.models.cpu import Cpu, Notifier, Thread
 from vsim.models.disk import build_disk
 from vsim.models.dists import Sampler
-from vsim.models.guest import IO, FioJob, Vcpu
+from vsim.models.guest import FioJob, Vcpu
 from vsim.models.monitor import Registry
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
+from vsim.precision import BATCHES, batch_means, mser5, rate_interval
 from vsim.profile import CPU_LATENCIES, Profile, load_profile
-from vsim.results import STAGES, Result
+from vsim.recorder import Recorder
+from vsim.results import Result
 from vsim.scenario import Scenario
 
-DEFAULT_IOS = 20_000  # I/Os per point when neither number_ios nor runtime is given
+DEFAULT_PRECISION = 0.01  # relative 95 % CI half-width of IOPS and mean latency
+DEFAULT_MAX_IOS = 2_000_000  # cap on measured I/Os per point in adaptive runs
+MIN_IOS = 3_000  # first checkpoint of an adaptive run
+PILOT_IOS = 1_000  # warm-up pilot, at least
+PILOT_PER_IO = 20  # ... and this many I/Os per I/O in flight
 
 
 def point_key(scenario: Scenario) -> str:
@@ -54,138 +60,181 @@ def _placement(
     return list(cpus)
 
 
-class _Recorder:
-    """Collects I/Os completed in the measured window and decides when the run stops."""
-
-    def __init__(self, env: simpy.Environment, warm_end: float, target: int | None) -> None:
-        self.env = env
-        self.warm_end = warm_end
-        self.target = target
-        self.stop = env.event()
-        self.ios: list[IO] = []
-
-    def record(self, io: IO) -> None:
-        if io.t_done < self.warm_end or self.stop.triggered:
-            return
-        self.ios.append(io)
-        if self.target is not None and len(self.ios) >= self.target:
-            self.stop.succeed()
-
-    def finish(self) -> None:
-        if not self.stop.triggered:
-            self.stop.succeed()
-
-    def running(self) -> bool:
-        return not self.stop.triggered
-
-
 def simulate(
-    scenario: Scenario, seed: int = 1, *, profile: Profile | None = None, rep: int = 0
+    scenario: Scenario,
+    seed: int = 1,
+    *,
+    profile: Profile | None = None,
+    rep: int = 0,
+    precision: float | None = None,
+    max_ios: int = DEFAULT_MAX_IOS,
 ) -> Result:
-    """Simulate one scenario; the same scenario, seed and rep give an identical Result."""
+    """Simulate one scenario; the same scenario, seed and rep give an identical Result.
+
+    Run length: `workload.number_ios` (per job) or `workload.runtime` when given; otherwise the
+    point runs until the 95 % batch-means CI half-widths of IOPS and of mean latency are within
+    `precision` (relative; default DEFAULT_PRECISION) or `max_ios` I/Os are measured. Warm-up:
+    `workload.ramp_time` when given, else (adaptive runs only) a pilot whose length MSER-5
+    confirms covers the start-up transient.
+    """
     wall0 = time.perf_counter()
-    prof = profile if profile is not None else load_profile(scenario.profile)
     w = scenario.workload
-    d = scenario.design
-    key = point_key(scenario)
-
-    def rng_for(name: str) -> np.random.Generator:
-        return stream(seed, key, name, rep)
-
-    env = simpy.Environment()
-    stats = Registry()
-    latency: dict[str, Callable[[], float]] = {
-        k: Sampler(prof.cpu[k], rng_for(f"cpu.{k}")) for k in CPU_LATENCIES
-    }
-    cpus = [Cpu(i, stats) for i in range(prof.host_cpus)]
-    guest_at = _placement(scenario.guest_cpus, prof.guest_vcpus, prof.host_cpus, "guest_cpus")
-    backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
-    costs = Costs(prof, d.context, rng_for)
-    vq = Virtqueue(
-        prof.queue_size,
-        levels=(stats.level("virtqueue.avail"), stats.level("virtqueue.used")),
-        clock=lambda: env.now,
-    )
-    kick, irq = Notifier("kick"), Notifier("irq")
-    disk, service = build_disk(env, prof.disk, w.size, rng_for("disk"), stats)
-
-    warm_end = w.ramp_time * 1e6
-    target = None
-    if w.number_ios is not None:
-        target = w.number_ios * w.numjobs
-    elif w.runtime is None:
-        target = DEFAULT_IOS
-    rec = _Recorder(env, warm_end, target)
-
-    threads = [
-        Thread(env, name, cpus, at, d.poll_us, latency, stats)
-        for name, at in zip(d.thread_names, backend_at, strict=True)
-    ]
-    backend = Backend(env, d, threads, vq, kick, irq, disk, costs, stats.level("aio.completed"))
-    active = stats.level("guest.active")
-    jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
-    vcpus = []
-    for i, at in enumerate(guest_at):
-        t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
-        mine = jobs[i :: prof.guest_vcpus]
-        vcpus.append(Vcpu(t, mine, vq, kick, irq if i == 0 else None, costs, rec.record,
-                          rec.running))  # fmt: skip
-    for proc in backend.processes():
-        env.process(proc)
-    for v in vcpus:
-        env.process(v.run())
-    if warm_end > 0:
-        env.timeout(warm_end).callbacks.append(lambda _e: stats.reset(env.now))
+    fixed = w.number_ios is not None or w.runtime is not None
+    if fixed and precision is not None:
+        raise ConfigError("give a run length (number_ios or runtime) or a precision, not both")
+    if precision is not None and not 0 < precision < 1:
+        raise ConfigError(f"precision must be within (0, 1), got {precision}")
+    if max_ios < 1:
+        raise ConfigError(f"max_ios must be >= 1, got {max_ios}")
+    m = _Model(scenario, seed, profile, rep)
+    rec = m.rec
+    population = w.iodepth * w.numjobs
     if w.runtime is not None:
-        end = env.timeout(warm_end + w.runtime * 1e6)
-        end.callbacks.append(lambda _e: rec.finish())
-    env.run(until=rec.stop)
-    now = env.now
-    levels = stats.means(now)
+        m.env.timeout(m.warm_end + w.runtime * 1e6).callbacks.append(lambda _e: rec.finish())
+        m.env.run(until=rec.stop)
+        measured = m.measured()
+    elif w.number_ios is not None:
+        rec.rearm(w.number_ios * w.numjobs)
+        m.env.run(until=rec.stop)
+        measured = m.measured()
+    else:
+        goal = precision if precision is not None else DEFAULT_PRECISION
+        if m.warm_end == 0:
+            m.pilot(max(PILOT_IOS, PILOT_PER_IO * population), max_ios)
+        target = min(max(MIN_IOS, BATCHES * PILOT_PER_IO * population), max_ios)
+        while True:
+            rec.rearm(target)
+            m.env.run(until=rec.stop)
+            measured = m.measured()
+            worst = max(measured.iops_ci.rel_halfwidth, measured.lat_ci.rel_halfwidth)
+            if worst <= goal or rec.count >= max_ios:
+                break
+            grow = min(max((worst / goal) ** 2 * 1.1, 1.5), 10.0)
+            target = min(int(rec.count * grow), max_ios)
+    return m.result(measured, time.perf_counter() - wall0)
 
-    ios = rec.ios
-    n = len(ios)
-    if n == 0:
-        raise ConfigError("no I/O completed in the measured window (runtime too short?)")
-    tab = np.empty((n, 8))
-    for i, io in enumerate(ios):
-        tab[i] = (io.t_start, io.t_issue, io.t_pop, io.t_sub, io.t_dd, io.t_push, io.t_done,
-                io.write)  # fmt: skip
-    write = tab[:, 7].astype(bool)
-    start = tab[:, 0]
-    stages = (tab[:, 1:7] - start[:, None]).astype(np.float32)
-    slat_ns = np.rint((tab[:, 1] - start) * 1000).astype(np.int64)
-    clat_ns = np.rint((tab[:, 6] - tab[:, 1]) * 1000).astype(np.int64)
-    assert stages.shape[1] == len(STAGES)
 
-    counters = {
-        "kicks": vq.kicks,
-        "kicks_suppressed": vq.kicks_suppressed,
-        "signals": vq.signals,
-        "signals_suppressed": vq.signals_suppressed,
-        "interrupts": sum(v.irqs for v in vcpus),
-        "submit_calls": backend.submit_calls,
-        "reap_calls": backend.reap_calls,
-        "disk_served": disk.served,
-    }
-    for hits in ("hits", "misses"):
-        if hasattr(service, hits):
-            counters[f"disk_{hits}"] = int(getattr(service, hits))
-    for th in [*threads, *(v.thread for v in vcpus)]:
-        for kind, count in th.wakeups.items():
-            counters[f"{th.name}.wakeups_{kind}"] = count
-    eid = getattr(env, "_eid", None)
-    events = next(eid) if eid is not None else 0
-    return Result(
-        scenario=scenario,
-        seed=seed,
-        write=write,
-        slat_ns=slat_ns,
-        clat_ns=clat_ns,
-        stages=stages,
-        elapsed_s=(now - warm_end) / 1e6,
-        levels=levels,
-        counters=counters,
-        events=events,
-        wall_s=time.perf_counter() - wall0,
-    )
+class _Measured:
+    """The measured window's columns and its batch-means intervals."""
+
+    def __init__(self, cols: dict[str, np.ndarray], t0: float, t1: float) -> None:
+        self.cols = cols
+        self.t0 = t0
+        self.t1 = t1
+        lat = (cols["slat_ns"] + cols["clat_ns"]).astype(np.float64)
+        self.lat_ci = batch_means(lat)
+        self.iops_ci = rate_interval(cols["t_done"], t0)
+
+
+class _Model:
+    """The SimPy model of one scenario: built once, run in segments."""
+
+    def __init__(self, scenario: Scenario, seed: int, profile: Profile | None, rep: int) -> None:
+        prof = profile if profile is not None else load_profile(scenario.profile)
+        w = scenario.workload
+        d = scenario.design
+        key = point_key(scenario)
+        self.scenario = scenario
+        self.seed = seed
+
+        def rng_for(name: str) -> np.random.Generator:
+            return stream(seed, key, name, rep)
+
+        self.env = env = simpy.Environment()
+        self.stats = stats = Registry()
+        latency: dict[str, Callable[[], float]] = {
+            k: Sampler(prof.cpu[k], rng_for(f"cpu.{k}")) for k in CPU_LATENCIES
+        }
+        cpus = [Cpu(i, stats) for i in range(prof.host_cpus)]
+        guest_at = _placement(scenario.guest_cpus, prof.guest_vcpus, prof.host_cpus, "guest_cpus")
+        backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
+        costs = Costs(prof, d.context, rng_for)
+        self.vq = vq = Virtqueue(
+            prof.queue_size,
+            levels=(stats.level("virtqueue.avail"), stats.level("virtqueue.used")),
+            clock=lambda: env.now,
+        )
+        kick, irq = Notifier("kick"), Notifier("irq")
+        self.disk, self.service = build_disk(env, prof.disk, w.size, rng_for("disk"), stats)
+        self.warm_end = w.ramp_time * 1e6
+        capacity = (w.number_ios or 0) * w.numjobs or MIN_IOS
+        self.rec = rec = Recorder(env, self.warm_end, capacity)
+        self.threads = [
+            Thread(env, name, cpus, at, d.poll_us, latency, stats)
+            for name, at in zip(d.thread_names, backend_at, strict=True)
+        ]
+        self.backend = Backend(
+            env, d, self.threads, vq, kick, irq, self.disk, costs, stats.level("aio.completed")
+        )
+        active = stats.level("guest.active")
+        jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
+        self.vcpus = []
+        for i, at in enumerate(guest_at):
+            t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
+            mine = jobs[i :: prof.guest_vcpus]
+            self.vcpus.append(Vcpu(t, mine, vq, kick, irq if i == 0 else None, costs, rec.record))
+        for proc in self.backend.processes():
+            env.process(proc)
+        for v in self.vcpus:
+            env.process(v.run())
+        self.t0 = self.warm_end
+        if self.warm_end > 0:
+            env.timeout(self.warm_end).callbacks.append(lambda _e: stats.reset(env.now))
+
+    def pilot(self, n: int, max_ios: int) -> None:
+        """Run a warm-up pilot of n I/Os, longer while MSER-5 finds the transient in its tail."""
+        rec = self.rec
+        while True:
+            rec.rearm(n)
+            self.env.run(until=rec.stop)
+            lat = self.rec.columns()["slat_ns"] + self.rec.columns()["clat_ns"]
+            d = mser5(lat.astype(np.float64))
+            if d < 0.4 * len(lat) or 2 * n > max_ios:
+                break
+            n *= 2
+        self.t0 = self.env.now
+        self.stats.reset(self.t0)
+        rec.clear()
+
+    def measured(self) -> _Measured:
+        """The measured window so far."""
+        cols = self.rec.columns()
+        if len(cols["write"]) == 0:
+            raise ConfigError("no I/O completed in the measured window (runtime too short?)")
+        return _Measured(cols, self.t0, self.env.now)
+
+    def result(self, m: _Measured, wall_s: float) -> Result:
+        """The Result of the measured window."""
+        vq, backend, vcpus = self.vq, self.backend, self.vcpus
+        counters = {
+            "kicks": vq.kicks,
+            "kicks_suppressed": vq.kicks_suppressed,
+            "signals": vq.signals,
+            "signals_suppressed": vq.signals_suppressed,
+            "interrupts": sum(v.irqs for v in vcpus),
+            "submit_calls": backend.submit_calls,
+            "reap_calls": backend.reap_calls,
+            "disk_served": self.disk.served,
+        }
+        for hits in ("hits", "misses"):
+            if hasattr(self.service, hits):
+                counters[f"disk_{hits}"] = int(getattr(self.service, hits))
+        for th in [*self.threads, *(v.thread for v in vcpus)]:
+            for kind, count in th.wakeups.items():
+                counters[f"{th.name}.wakeups_{kind}"] = count
+        eid = getattr(self.env, "_eid", None)
+        return Result(
+            scenario=self.scenario,
+            seed=self.seed,
+            write=m.cols["write"],
+            slat_ns=m.cols["slat_ns"],
+            clat_ns=m.cols["clat_ns"],
+            stages=m.cols["stages"],
+            elapsed_s=(m.t1 - m.t0) / 1e6,
+            levels=self.stats.means(m.t1),
+            counters=counters,
+            events=next(eid) if eid is not None else 0,
+            iops_rel_hw=m.iops_ci.rel_halfwidth,
+            lat_rel_hw=m.lat_ci.rel_halfwidth,
+            wall_s=wall_s,
+        )

@@ -96,6 +96,17 @@ class Profile:
         return _parse(data, str(p))
 
 
+def profile_digest(profile: Profile) -> str:
+    """A hash of a profile's content (its source file, or its parsed numbers)."""
+    import hashlib
+
+    if profile.source and Path(profile.source).is_file():
+        data = Path(profile.source).read_bytes()
+    else:
+        data = repr(profile).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def bundled_profiles() -> dict[str, Path]:
     """The profiles shipped with vsim (calibration/profiles/), by name."""
     out: dict[str, Path] = {}

@@ -38,6 +38,8 @@ class Result:
     levels: dict[str, float]
     counters: dict[str, int]
     events: int
+    iops_rel_hw: float = float("nan")
+    lat_rel_hw: float = float("nan")
     wall_s: float = field(default=0.0, compare=False)
 
     # -- basic figures -----------------------------------------------------------------------
@@ -139,8 +141,10 @@ class Result:
                     row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
                     row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
             row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
+            row["iops_hw_pct"] = 100 * self.iops_rel_hw
+            row["lat_hw_pct"] = 100 * self.lat_rel_hw
             row["events"] = self.events
-            out.append(row)
+            out.append({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})
         return out
 
     def utilisation(self) -> dict[str, float]:

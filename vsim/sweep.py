@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vsim.demands import mva_point
-from vsim.engine import simulate
-from vsim.profile import Profile, load_profile
+from vsim.engine import DEFAULT_MAX_IOS, simulate
+from vsim.errors import ConfigError
+from vsim.executors import run_unordered
+from vsim.profile import Profile, load_profile, profile_digest
 from vsim.scenario import Scenario, Workload, design
+from vsim.workspace import Workspace, point_id
 
 # With no options, `vsim sweep` predicts the seed's table: both designs, sequential read and the
 # write table's rw=rw job, bs 512, iodepth 1-3, on the seed-2011 profile.
@@ -45,8 +48,8 @@ def grid(base: Scenario, factors: Mapping[str, Sequence[Any]]) -> list[Scenario]
     return out
 
 
-def _run_point(args: tuple[Scenario, int, str, Profile]) -> list[dict[str, Any]]:
-    scenario, seed, method, profile = args
+def _run_point(args: tuple[Scenario, int, str, Profile, dict[str, Any]]) -> list[dict[str, Any]]:
+    scenario, seed, method, profile, run_opts = args
     if method == "mva":
         w = scenario.workload
         row: dict[str, Any] = {
@@ -64,7 +67,7 @@ def _run_point(args: tuple[Scenario, int, str, Profile]) -> list[dict[str, Any]]
         row.update(iops=m["iops"], bw_kib_s=m["iops"] * w.bs / 1024)
         row.update({k: v for k, v in m.items() if k != "iops"})
         return [row]
-    res = simulate(scenario, seed, profile=profile)
+    res = simulate(scenario, seed, profile=profile, **run_opts)
     return [{**r, "method": "des"} for r in res.rows()]
 
 
@@ -73,6 +76,7 @@ class SweepResult:
     """The tidy table of a sweep: one row per point and direction."""
 
     rows: list[dict[str, Any]]
+    resumed: int = 0  # points taken from a workspace instead of being run
 
     def to_dataframe(self) -> pd.DataFrame:
         """The rows as a pandas DataFrame."""
@@ -88,29 +92,51 @@ def run_points(
     seed: int = 1,
     method: str = "des",
     jobs: int = 1,
+    scheduler: str | None = None,
+    precision: float | None = None,
+    max_ios: int = DEFAULT_MAX_IOS,
+    out: str | Path | None = None,
+    resume: bool = False,
     progress: Callable[[int, int, Scenario], None] | None = None,
 ) -> SweepResult:
-    """Run every scenario; rows come back in scenario order whatever the executor."""
+    """Run every scenario; rows come back in scenario order whatever the executor.
+
+    precision / max_ios: run-length control for points without number_ios or runtime (see
+    vsim.engine.simulate). jobs: worker processes; scheduler: a Dask scheduler address.
+    out: a workspace directory that receives each point as it finishes; with resume, points
+    already there (and intact) are not run again.
+    """
+    if method not in ("des", "mva"):
+        raise ConfigError(f"unknown method {method!r} (des or mva)")
     profiles: dict[str, Profile] = {}
+    digests: dict[str, str] = {}
     for s in scenarios:
         if s.profile not in profiles:
             profiles[s.profile] = load_profile(s.profile)
-    work = [(s, seed, method, profiles[s.profile]) for s in scenarios]
-    rows: list[dict[str, Any]] = []
-    results: Iterable[list[dict[str, Any]]]
-    if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = pool.map(_run_point, work)
-            for i, r in enumerate(results):
-                rows += r
-                if progress:
-                    progress(i + 1, len(work), scenarios[i])
-    else:
-        for i, w in enumerate(work):
-            rows += _run_point(w)
-            if progress:
-                progress(i + 1, len(work), scenarios[i])
-    return SweepResult(rows)
+            digests[s.profile] = profile_digest(profiles[s.profile])
+    opts = {"precision": precision, "max_ios": max_ios}
+    ws = Workspace(out, resume=resume) if out is not None else None
+    ids = [point_id(s, seed, {**opts, "method": method}, digests[s.profile]) for s in scenarios]
+    done: dict[int, list[dict[str, Any]]] = {}
+    if ws is not None:
+        for i, pid in enumerate(ids):
+            rows = ws.load(pid)
+            if rows is not None:
+                done[i] = rows
+    todo = [i for i in range(len(scenarios)) if i not in done]
+    work = [(scenarios[i], seed, method, profiles[scenarios[i].profile], opts) for i in todo]
+    finished = len(done)
+    for k, rows in run_unordered(_run_point, work, jobs=jobs, scheduler=scheduler):
+        i = todo[k]
+        done[i] = rows
+        if ws is not None:
+            ws.save(ids[i], rows)
+        finished += 1
+        if progress:
+            progress(finished, len(scenarios), scenarios[i])
+    result = SweepResult([r for i in range(len(scenarios)) for r in done[i]])
+    result.resumed = len(scenarios) - len(todo)
+    return result
 
 
 def sweep(
@@ -126,6 +152,11 @@ def sweep(
     ramp_time: float = 0.0,
     method: str = "des",
     jobs: int = 1,
+    scheduler: str | None = None,
+    precision: float | None = None,
+    max_ios: int = DEFAULT_MAX_IOS,
+    out: str | Path | None = None,
+    resume: bool = False,
     progress: Callable[[int, int, Scenario], None] | None = None,
 ) -> SweepResult:
     """Expand a grid (default: the seed's table) and run it; see `grid` and `run_points`."""
@@ -139,7 +170,18 @@ def sweep(
         "bs": list(bs),
         "iodepth": list(iodepth),
     }
-    return run_points(grid(base, factors), seed=seed, method=method, jobs=jobs, progress=progress)
+    return run_points(
+        grid(base, factors),
+        seed=seed,
+        method=method,
+        jobs=jobs,
+        scheduler=scheduler,
+        precision=precision,
+        max_ios=max_ios,
+        out=out,
+        resume=resume,
+        progress=progress,
+    )
 
 
 def stderr_progress(i: int, n: int, s: Scenario) -> None:

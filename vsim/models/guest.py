@@ -100,7 +100,6 @@ class Vcpu:
         irq: Notifier | None,
         costs: Costs,
         record: Callable[[IO], None],
-        running: Callable[[], bool],
     ) -> None:
         self.thread = thread
         self.jobs = list(jobs)
@@ -110,7 +109,6 @@ class Vcpu:
         self.wake = Notifier(f"{thread.name}.wake")
         self.costs = costs
         self.record = record
-        self.running = running
         self.irqs = 0
         for j in self.jobs:
             j.vcpu = self
@@ -156,7 +154,7 @@ class Vcpu:
                 if carry:
                     yield env.timeout(carry)
                     carry = 0.0
-                while job.inflight < job.w.iodepth and vq.can_add() and self.running():
+                while job.inflight < job.w.iodepth and vq.can_add():
                     io = job.new_io(env.now)
                     job.inflight += 1
                     yield env.timeout(c.guest_submit())

@@ -1,0 +1,69 @@
+"""Where sweep points run: serially, in a local process pool, or on a Dask cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+from vsim.errors import ConfigError, UnavailableError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_jobs() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_unordered(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+) -> Iterator[tuple[int, R]]:
+    """Yield (index, fn(item)) as each item finishes, on the chosen executor.
+
+    Results do not depend on the executor: every point seeds itself from its own key.
+    `scheduler` is the address of a running Dask distributed scheduler (tcp://host:8786).
+    """
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if scheduler is not None:
+        yield from _dask(fn, items, scheduler)
+    elif jobs == 1 or len(items) <= 1:
+        for i, item in enumerate(items):
+            yield i, fn(item)
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+
+
+def _dask(fn: Callable[[T], R], items: Sequence[T], address: str) -> Iterator[tuple[int, R]]:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise UnavailableError(
+            "--scheduler needs dask.distributed: pip install 'vsim[dask]'"
+        ) from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    try:
+        futures = client.map(fn, list(items), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for fut in dask_completed(futures):
+            result: Any = fut.result()
+            yield index[fut.key], result
+    finally:
+        client.close()
