@@ -69,8 +69,12 @@ class FioJob:
         self._ui += 1
         return v
 
-    def new_io(self, now: float) -> IO:
-        """The job's next I/O: direction by rwmixread, offset sequential or uniform random."""
+    def new_io(self, now: float, track: bool = True) -> IO:
+        """The job's next I/O: direction by rwmixread, offset sequential or uniform random.
+
+        track=False: the caller knows another I/O of the job ends at `now` (no change in the
+        number of active I/Os).
+        """
         w = self.w
         f = w.read_fraction
         write = f == 0.0 or (f < 1.0 and self._uniform() >= f)
@@ -80,7 +84,8 @@ class FioJob:
             d = int(write)
             block = self._next[d]
             self._next[d] = (block + 1) % self._blocks
-        self.active.add(1, now)
+        if track:
+            self.active.add(1, now)
         return IO(self, write, block * w.bs, w.bs, now)
 
 
@@ -144,13 +149,22 @@ class Vcpu:
             for job in self.jobs:
                 while job.done:
                     io = job.done.popleft()
-                    yield env.timeout(carry + c.guest_complete())
+                    io.t_done = t_done = env.now + carry + c.guest_complete()
                     carry = 0.0
-                    io.t_done = env.now
-                    job.active.add(-1, io.t_done)
                     job.inflight -= 1
-                    self.record(io)
                     worked = True
+                    if job.done or not vq.can_add():
+                        yield env.timeout(t_done - env.now)
+                        job.active.add(-1, t_done)
+                        self.record(io)
+                        continue
+                    # The last reap runs straight into the next submission (fio's loop): one
+                    # timeout for both; one I/O ends as the next starts, so `active` is unchanged.
+                    nxt = job.new_io(t_done, track=False)
+                    job.inflight += 1
+                    yield env.timeout(t_done - env.now + c.guest_submit())
+                    self.record(io)
+                    yield from self._add(nxt)
                 if carry:
                     yield env.timeout(carry)
                     carry = 0.0
@@ -158,13 +172,18 @@ class Vcpu:
                     io = job.new_io(env.now)
                     job.inflight += 1
                     yield env.timeout(c.guest_submit())
-                    vq.add(io)
-                    if vq.kick_prepare():
-                        yield env.timeout(c.kick())
-                        self.kick.signal()
-                    io.t_issue = env.now
+                    yield from self._add(io)
                     worked = True
             if carry:
                 yield env.timeout(carry)
             if not worked:
                 yield from t.wait(fds)
+
+    def _add(self, io: IO) -> Proc:
+        """Make io available to the device and kick it unless notifications are suppressed."""
+        vq = self.vq
+        vq.add(io)
+        if vq.kick_prepare():
+            yield self.thread.env.timeout(self.costs.kick())
+            self.kick.signal()
+        io.t_issue = self.thread.env.now
