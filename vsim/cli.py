@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -123,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true",
                     help="with --out DIR: run only the points not already in DIR")  # fmt: skip
     _common(sw)
+    va = sub.add_parser(
+        "validate",
+        help="predict measured runs and report the errors",
+        epilog="example: vsim validate --profile seed-2011 --measured validation/seed-2011 "
+        "--report out/seed-report",
+    )
+    va.add_argument("--profile", required=True, help="bundled profile name or a file path")
+    va.add_argument(
+        "--measured",
+        required=True,
+        nargs="+",
+        help="a dataset directory (manifest.csv or points.csv) or fio JSON files",
+    )
+    va.add_argument("--manifest", help="manifest.csv for fio JSON files given one by one")
+    va.add_argument("--report", help="write report.md, CSV tables and PNG plots to DIR")
+    va.add_argument("--use", help="calibration points, a query: \"iodepth in [1, 8]\" "
+                    "(default: the dataset's own marks)")  # fmt: skip
+    va.add_argument("--ios", type=int, default=20_000, help="simulated I/Os per point")
+    va.add_argument("--seed", type=int, default=1, help="root random seed")
     return top
 
 
@@ -249,11 +269,42 @@ def cmd_sweep(a: argparse.Namespace) -> None:
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
 
 
+def cmd_validate(a: argparse.Namespace) -> None:
+    """`vsim validate`: measured against predicted."""
+    from vsim.measured import load_measured
+    from vsim.validate import validate
+
+    if a.report is not None:
+        _check_dir_writable(a.report)
+    src = a.measured[0] if len(a.measured) == 1 else a.measured
+    measured = load_measured(src, manifest=a.manifest)
+    v = validate(a.profile, measured, seed=a.seed, ios=a.ios, used_for_calibration=a.use)
+    sys.stdout.write(v.summary().rstrip("\n") + "\n")
+    if a.report is not None:
+        try:
+            written = v.write_report(a.report)
+        except OSError as e:
+            raise ConfigError(f"--report {a.report}: cannot write ({e.strerror})") from None
+        print(f"wrote {len(written)} files to {a.report}", file=sys.stderr)
+
+
+def _check_dir_writable(path: str) -> None:
+    """Fail before any work when a report directory cannot be created or written."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot create ({e.strerror})") from None
+    if not p.is_dir() or not os.access(p, os.W_OK):
+        raise ConfigError(f"{path}: not a writable directory")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for bad input, with one line on stderr)."""
     try:
         a = build_parser().parse_args(argv)
-        {"run": cmd_run, "sweep": cmd_sweep}[a.command](a)
+        commands = {"run": cmd_run, "sweep": cmd_sweep, "validate": cmd_validate}
+        commands[a.command](a)
     except VsimError as e:
         print(f"vsim: error: {e}", file=sys.stderr)
         return 2
