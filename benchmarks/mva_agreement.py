@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tests.conftest import prov, profile_dict
+from tests.conftest import profile_dict, prov
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, mva
 from vsim.profile import Profile

@@ -60,7 +60,9 @@ def main() -> None:
                 bases.append(baseline(qd, a.ios))
                 ev = r.events / r.ios
             rate, base = statistics.median(rates), statistics.median(bases)
-            print(f"{name:12s} {qd:7d}  {rate:13,.0f}  {base:14,.0f}  {rate / base:5.2f}  {ev:13.1f}")
+            print(
+                f"{name:12s} {qd:7d}  {rate:13,.0f}  {base:14,.0f}  {rate / base:5.2f}  {ev:13.1f}"
+            )
 
 
 if __name__ == "__main__":
