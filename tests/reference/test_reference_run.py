@@ -1,0 +1,160 @@
+"""Short real runs of both designs on every engine, with verify: counts, traces, data integrity."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsim.reference import STAGES, RunRecord, run
+from vsim.scenario import DESIGNS, Workload, design
+
+N = 300
+
+
+def check_record(r: RunRecord, wl: Workload, n: int) -> None:
+    """Invariants every run must satisfy, whatever the design or engine."""
+    assert r.total_ios == n
+    assert r.errors == 0
+    assert r.counters["runner_nudges"] == 0, "a notification was lost"
+    assert np.all(r.slat_ns >= 0) and np.all(r.clat_ns > 0)
+    assert np.array_equal(r.lat_ns, r.slat_ns + r.clat_ns)
+    assert np.all(r.offset % wl.bs == 0) and np.all(r.offset + wl.bs <= r.meta["region"])
+    assert np.all(r.result == wl.bs)
+    s = r.stages
+    assert set(s) == set(STAGES)
+    assert np.all(s["kick_ns"] == s["submit_ns"] + r.slat_ns)
+    assert np.all(s["reap_ns"] == s["kick_ns"] + r.clat_ns)
+    # Causal order (each stamp is taken after the event it names can have been seen).
+    assert np.all(s["pop_ns"] >= s["submit_ns"])
+    assert np.all(s["io_complete_ns"] >= s["pop_ns"])
+    assert np.all(s["used_push_ns"] >= s["io_complete_ns"])
+    assert np.all(s["reap_ns"] >= s["io_complete_ns"])
+    assert np.all(s["io_submit_ns"] >= s["pop_ns"])
+    waited = s["irq_ns"] > 0
+    assert np.all(s["irq_ns"][waited] <= s["reap_ns"][waited])
+    allowed = os.sched_getaffinity(0)
+    for cpus in (r.submit_cpu, r.complete_cpu, r.guest_cpu):
+        assert set(np.unique(cpus).tolist()) <= allowed
+    c = r.counters
+    total = n + r.meta["warmup_ios"]
+    assert c["requests"] == total and c["bad_requests"] == 0
+    assert c["kicks"] == c["guest_kicks"] >= 1
+    assert c["kicks"] <= total and c["signals"] <= total
+    assert c["signals"] >= 1 and c["guest_irq_waits"] <= c["signals"] + c["runner_nudges"]
+    assert r.iops > 0 and r.end_ns > r.start_ns
+
+
+@pytest.mark.parametrize("name", ["virtio-blk", "vhost-blk"])
+def test_both_designs_verified(name: str, engine: str, disk_dir: Path) -> None:
+    wl = Workload(rw="randrw", bs=4096, iodepth=4, number_ios=N, rwmixread=60)
+    r = run(wl, name, engine=engine, directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, N)
+    assert r.counters["verified_reads"] == int(np.count_nonzero(r.ddir == 0))
+    assert r.counters["verify_bad_sectors"] == 0
+    assert r.counters["verify_written_blocks"] >= 1
+    assert r.counters["verify_bad_written_sectors"] == 0
+    assert 0 < np.count_nonzero(r.ddir == 1) < N
+    d = DESIGNS[name]
+    assert r.thread_names == d.thread_names
+    if d.threads == 1:
+        assert set(r.submit_thread) == {0} and set(r.complete_thread) == {0}
+    else:
+        assert set(r.submit_thread) == {0} and set(r.complete_thread) == {1}
+    assert r.meta["engine"] == engine and r.meta["design"] == name
+    assert list(disk_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("bs", [512, 65536])
+def test_block_sizes_qd1(bs: int, disk_dir: Path) -> None:
+    wl = Workload(rw="randread", bs=bs, iodepth=1, number_ios=100)
+    r = run(wl, "virtio-blk", directory=disk_dir, scratch_size=2 << 20, verify=True)
+    check_record(r, wl, 100)
+    # At iodepth 1 every I/O is kicked and (with event_idx) signalled.
+    assert r.kicked.all() and r.counters["signals"] == 100
+
+
+def test_sequential_write_covers_the_region_in_order(disk_dir: Path) -> None:
+    wl = Workload(rw="write", bs=4096, iodepth=2, size=64 << 10)
+    r = run(wl, "vhost-blk", directory=disk_dir, verify=True, engine="threads")
+    assert r.total_ios == 16  # one pass over size (fio's default run length)
+    assert np.array_equal(np.sort(r.offset), np.arange(16) * 4096)
+    assert np.all(r.ddir == 1)
+    assert r.counters["verify_written_blocks"] == 16
+
+
+def test_batched_design_and_polling(disk_dir: Path) -> None:
+    d = design("virtio-blk-batched", poll_us=20.0)
+    wl = Workload(rw="randread", bs=4096, iodepth=8, number_ios=N)
+    r = run(wl, d, directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, N)
+    assert r.counters["poll_hits"] > 0
+    assert r.counters["io_submit_calls"] <= N
+
+
+def test_two_thread_polling(disk_dir: Path) -> None:
+    d = design("vhost-blk", poll_us=10.0)
+    wl = Workload(rw="randread", bs=4096, iodepth=2, number_ios=100)
+    r = run(wl, d, directory=disk_dir, scratch_size=2 << 20, verify=True)
+    check_record(r, wl, 100)
+
+
+def test_pinning(disk_dir: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    host, guest = cpus[0], cpus[-1]
+    wl = Workload(rw="randread", bs=4096, iodepth=2, number_ios=100)
+    r = run(
+        wl,
+        "vhost-blk",
+        directory=disk_dir,
+        cpus=(host, host),
+        guest_cpu=guest,
+        scratch_size=2 << 20,
+    )
+    check_record(r, wl, 100)
+    assert set(r.submit_cpu.tolist()) == {host} and set(r.complete_cpu.tolist()) == {host}
+    assert set(r.guest_cpu.tolist()) == {guest}
+    assert os.sched_getaffinity(0) == set(cpus)  # the caller's affinity is untouched
+
+
+def test_runtime_and_ramp(disk_dir: Path) -> None:
+    wl = Workload(rw="randread", bs=4096, iodepth=2, runtime=0.2, ramp_time=0.1)
+    r = run(wl, "virtio-blk", directory=disk_dir, scratch_size=2 << 20)
+    assert r.total_ios > 0 and r.meta["warmup_ios"] > 0
+    assert np.all(r.stages["submit_ns"] >= r.start_ns)
+    assert np.all(r.stages["submit_ns"] < r.start_ns + 0.2e9)
+    assert 0.1 < r.runtime_s < 1.0
+
+
+def test_without_event_idx(disk_dir: Path) -> None:
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=200)
+    r = run(wl, "vhost-blk", directory=disk_dir, scratch_size=2 << 20, event_idx=False, verify=True)
+    check_record(r, wl, 200)
+
+
+def test_same_seed_same_io_pattern(disk_dir: Path) -> None:
+    wl = Workload(rw="randrw", bs=4096, iodepth=1, number_ios=50)
+    a = run(wl, "virtio-blk", directory=disk_dir, scratch_size=2 << 20, seed=3)
+    b = run(wl, "vhost-blk", directory=disk_dir, scratch_size=2 << 20, seed=3)
+    c = run(wl, "virtio-blk", directory=disk_dir, scratch_size=2 << 20, seed=4)
+    assert np.array_equal(a.offset, b.offset) and np.array_equal(a.ddir, b.ddir)
+    assert not np.array_equal(a.offset, c.offset)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_save_and_load(
+    suffix: str, disk_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    wl = Workload(rw="randread", bs=4096, iodepth=2, number_ios=50)
+    r = run(wl, "vhost-blk", directory=disk_dir, scratch_size=2 << 20)
+    path = r.save(tmp_path_factory.mktemp("trace") / f"run{suffix}")
+    back = RunRecord.load(path)
+    for name, col in r.columns().items():
+        assert np.array_equal(back.columns()[name], col), name
+    assert back.counters == r.counters and back.thread_names == r.thread_names
+    assert back.meta["design"] == "vhost-blk" and back.start_ns == r.start_ns
+    assert back.summary() == r.summary()
+    df = back.to_pandas()
+    assert len(df) == 50 and "lat_ns" in df and "pop_ns" in df

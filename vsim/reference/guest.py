@@ -1,0 +1,235 @@
+"""The guest: a separate process running a fio-like closed-loop job through the virtqueue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from vsim.reference.guestmem import (
+    CTL_ABORT,
+    CTL_COMPLETED,
+    OUTHDR,
+    SECTOR,
+    VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
+    GuestMemory,
+)
+from vsim.reference.linux import current_cpu, die_with_parent, pin_thread
+from vsim.reference.ring import Buffer, Driver
+from vsim.reference.storage import bad_sectors, stamp
+from vsim.scenario import Workload
+
+_CHUNK = 4096
+_STATUS_PENDING = 0xFF
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """What the guest process needs besides its memory: the job, the region and the doorbells."""
+
+    workload: Workload
+    region: int
+    n_ios: int | None  # measured I/Os to issue, or None to run for workload.runtime
+    kick_fd: int
+    irq_fd: int
+    seed: int
+    verify: bool
+    write_tag: int
+    cpu: int | None
+    event_idx: bool = True
+
+
+def io_pattern(workload: Workload, region: int, seed: int) -> Iterator[tuple[bool, int]]:
+    """The job's (is_write, offset) sequence: fio-like sequential or uniform random blocks."""
+    rng = np.random.default_rng(seed)
+    bs = workload.bs
+    blocks = region // bs
+    read_fraction = workload.read_fraction
+    next_block = [0, 0]  # sequential position per direction, as fio keeps one per ddir
+    while True:
+        writes = rng.random(_CHUNK) >= read_fraction
+        randoms = rng.integers(0, blocks, _CHUNK)
+        for is_write, blk in zip(writes.tolist(), randoms.tolist(), strict=True):
+            if not workload.random:
+                blk = next_block[is_write]
+                next_block[is_write] = (blk + 1) % blocks
+            yield is_write, blk * bs
+
+
+def guest_main(cfg: GuestConfig, mem: GuestMemory, conn: Connection) -> None:
+    """Process entry: wait for "go", run the job, send ("ok", results) or ("error", message)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    die_with_parent()
+    try:
+        pin_thread(cfg.cpu)
+        if conn.recv() != "go":
+            return
+        conn.send(("ok", GuestJob(cfg, mem).run()))
+    except BaseException as e:  # report everything to the parent, as one line
+        last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+        where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
+        conn.send(("error", f"guest: {type(e).__name__}: {e}{where}"))
+    finally:
+        conn.close()
+
+
+class GuestJob:
+    """One fio job (numjobs=1) driving the virtqueue, with per-I/O slat/clat timestamps."""
+
+    def __init__(self, cfg: GuestConfig, mem: GuestMemory) -> None:
+        self.cfg = cfg
+        self.mem = mem
+        self.layout = mem.layout
+        self.driver: Driver[int] = Driver(mem.mm, self.layout.ring, event_idx=cfg.event_idx)
+        self.kicks = 0
+        self.irq_waits = 0
+        self.irq_spurious = 0
+        self.verified_reads = 0
+        self.bad_sectors = 0
+
+    def run(self) -> dict[str, Any]:
+        """Run the closed loop to the end and return the per-I/O records and counters."""
+        cfg, wl, mem, layout = self.cfg, self.cfg.workload, self.mem, self.layout
+        driver = self.driver
+        now = time.monotonic_ns
+        bs = wl.bs
+        pattern = io_pattern(wl, cfg.region, cfg.seed)
+        free = list(range(wl.iodepth - 1, -1, -1))
+        slot_io = [0] * wl.iodepth
+        data = [np.frombuffer(mem.data(s), dtype=np.uint64) for s in range(wl.iodepth)]
+        issued: list[tuple[int, int, int, int, int]] = []  # is_write, offset, submit, kick, kicked
+        done: list[tuple[int, int, int, int, int]] = []  # io, reap, irq, cpu, status
+        t_start = now()
+        ramp_end = t_start + int(wl.ramp_time * 1e9)
+        t_end = ramp_end + int(wl.runtime * 1e9) if wl.runtime else None
+        measured = 0
+        more = True
+        t_irq = 0
+        control = mem.control
+        try:
+            while True:
+                while free and more:
+                    t_sub = now()
+                    if t_end is not None and t_sub >= t_end:
+                        more = False
+                        break
+                    if t_sub >= ramp_end:
+                        measured += 1
+                        if cfg.n_ios is not None and measured >= cfg.n_ios:
+                            more = False
+                    is_write, offset = next(pattern)
+                    slot = free.pop()
+                    io = len(issued)
+                    slot_io[slot] = io
+                    hdr = layout.header_addr(slot)
+                    kind = VIRTIO_BLK_T_OUT if is_write else VIRTIO_BLK_T_IN
+                    OUTHDR.pack_into(mem.mm, hdr, kind, 0, offset // SECTOR)
+                    mem.mm[layout.status_addr(slot)] = _STATUS_PENDING
+                    if is_write and cfg.verify:
+                        data[slot][:] = stamp(offset, bs, cfg.write_tag)
+                    head = driver.add(
+                        (
+                            Buffer(hdr, OUTHDR.size, False),
+                            Buffer(layout.data_addr(slot), bs, not is_write),
+                            Buffer(layout.status_addr(slot), 1, True),
+                        ),
+                        slot,
+                    )
+                    mem.tags[head] = io
+                    kicked = driver.kick_prepare()
+                    if kicked:
+                        os.eventfd_write(cfg.kick_fd, 1)
+                        self.kicks += 1
+                    issued.append((is_write, offset, t_sub, now(), kicked))
+                if len(free) == wl.iodepth or control[CTL_ABORT]:
+                    break
+                # Wait for at least one completion (fio's iodepth_batch_complete_min=1).
+                while not self._reap(done, free, slot_io, issued, data, t_irq):
+                    os.eventfd_read(cfg.irq_fd)  # blocks: the irqfd analogue
+                    t_irq = now()
+                    self.irq_waits += 1
+                    if control[CTL_ABORT]:
+                        raise RuntimeError("aborted by the runner")
+                t_irq = 0
+                control[CTL_COMPLETED] = len(done)
+        finally:
+            del data
+        t_last = max((d[1] for d in done), default=now())
+        return self._results(issued, done, t_start, ramp_end, t_last)
+
+    def _reap(
+        self,
+        done: list[tuple[int, int, int, int, int]],
+        free: list[int],
+        slot_io: list[int],
+        issued: list[tuple[int, int, int, int, int]],
+        data: list[Any],
+        t_irq: int,
+    ) -> int:
+        """The interrupt handler: disable callbacks, reap all used entries, re-enable, recheck."""
+        driver, mm, layout, now = self.driver, self.mem.mm, self.layout, time.monotonic_ns
+        n = 0
+        while True:
+            driver.disable_cb()
+            while (used := driver.get_used()) is not None:
+                slot = used[0]
+                t = now()
+                io = slot_io[slot]
+                status = mm[layout.status_addr(slot)]
+                if self.cfg.verify and not issued[io][0] and status == 0:
+                    bad = bad_sectors(data[slot], issued[io][1], (0, self.cfg.write_tag))
+                    self.bad_sectors += bad
+                    self.verified_reads += 1
+                done.append((io, t, t_irq, current_cpu(), status))
+                free.append(slot)
+                n += 1
+            if driver.enable_cb():
+                break
+        if n == 0 and t_irq:
+            self.irq_spurious += 1
+        return n
+
+    def _results(
+        self,
+        issued: list[tuple[int, int, int, int, int]],
+        done: list[tuple[int, int, int, int, int]],
+        t_start: int,
+        ramp_end: int,
+        t_last: int,
+    ) -> dict[str, Any]:
+        n = len(issued)
+        iss = np.array(issued, dtype=np.int64).reshape(n, 5)
+        fin = np.array(done, dtype=np.int64).reshape(len(done), 5)
+        order = np.argsort(fin[:, 0], kind="stable")
+        fin = fin[order]
+        if not np.array_equal(fin[:, 0], np.arange(n)):
+            raise RuntimeError(f"{n} I/Os issued but {len(done)} completed")
+        return {
+            "ddir": iss[:, 0].astype(np.uint8),
+            "offset": iss[:, 1].astype(np.uint64),
+            "submit_ns": iss[:, 2],
+            "kick_ns": iss[:, 3],
+            "kicked": iss[:, 4].astype(bool),
+            "reap_ns": fin[:, 1],
+            "irq_ns": fin[:, 2],
+            "guest_cpu": fin[:, 3].astype(np.int16),
+            "status": fin[:, 4].astype(np.uint8),
+            "t_start": t_start,
+            "ramp_end": ramp_end,
+            "t_last": t_last,
+            "counters": {
+                "guest_kicks": self.kicks,
+                "guest_irq_waits": self.irq_waits,
+                "guest_irq_spurious": self.irq_spurious,
+                "verified_reads": self.verified_reads,
+                "verify_bad_sectors": self.bad_sectors,
+            },
+        }
