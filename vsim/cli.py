@@ -21,10 +21,26 @@ from vsim.sweep import SEED_GRID, grid, run_points, stderr_progress
 
 FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
-    "profile", "design", "rw", "dir", "bs", "iodepth", "seed", "ios", "iops", "bw_kib_s",
-    "slat_mean_us", "clat_mean_us", "clat_p50_us", "clat_p99_us",
-    "lat_mean_us", "lat_p50_us", "lat_p99_us", "iops_hw_pct", "lat_hw_pct",
-)  # fmt: skip
+    "profile",
+    "design",
+    "rw",
+    "dir",
+    "bs",
+    "iodepth",
+    "seed",
+    "ios",
+    "iops",
+    "bw_kib_s",
+    "slat_mean_us",
+    "clat_mean_us",
+    "clat_p50_us",
+    "clat_p99_us",
+    "lat_mean_us",
+    "lat_p50_us",
+    "lat_p99_us",
+    "iops_hw_pct",
+    "lat_hw_pct",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,14 +132,58 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--rw", default=",".join(SEED_GRID["rw"]), help="comma list")
     sw.add_argument("--bs", default="512", help="comma list of block sizes")
     sw.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
-    sw.add_argument("--method", choices=("des", "mva"), default="des",
-                    help="des = simulate; mva = instant analytic estimate")  # fmt: skip
-    sw.add_argument("--jobs", type=int, default=default_jobs(),
-                    help="worker processes (default: all cores)")  # fmt: skip
+    sw.add_argument(
+        "--method",
+        choices=("des", "mva"),
+        default="des",
+        help="des = simulate; mva = instant analytic estimate",
+    )
+    sw.add_argument(
+        "--jobs", type=int, default=default_jobs(), help="worker processes (default: all cores)"
+    )
     sw.add_argument("--scheduler", help="run points on a Dask scheduler (tcp://host:8786)")
-    sw.add_argument("--resume", action="store_true",
-                    help="with --out DIR: run only the points not already in DIR")  # fmt: skip
+    sw.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --out DIR: run only the points not already in DIR",
+    )
     _common(sw)
+    me = sub.add_parser(
+        "measure",
+        help="measure on the real reference backend (or real fio, or microbenchmarks)",
+        epilog="example: vsim measure --design virtio-blk,vhost-blk --rw randread --bs 4k "
+        "--iodepth 1,2,4,8,16,32 --runtime 5 --repeat 3 --out runs/local",
+    )
+    me.add_argument("--design", default="virtio-blk,vhost-blk", help="comma list")
+    me.add_argument("--rw", default="randread", help="comma list")
+    me.add_argument("--bs", default="4k", help="comma list of block sizes")
+    me.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
+    me.add_argument("--runtime", type=float, default=5.0, help="seconds per run")
+    me.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds per run")
+    me.add_argument("--repeat", type=int, default=3, help="interleaved repeats of every point")
+    me.add_argument("--engine", default="native", help="native (Linux AIO), io_uring or threads")
+    me.add_argument(
+        "--cpus",
+        help="G,B[,B...]: the guest on CPU G, backend threads on B... "
+        "(cycled); default: the scheduler places them",
+    )
+    me.add_argument("--dir", help="directory for the scratch file (default: current)")
+    me.add_argument("--file", help="run on this existing file instead (reads only)")
+    me.add_argument(
+        "--allow-overwrite",
+        action="store_true",
+        help="allow write jobs on --file (its data is destroyed)",
+    )
+    me.add_argument("--size", default="64m", help="scratch file size (default 64m)")
+    me.add_argument("--verify", action="store_true", help="check every byte read and written")
+    me.add_argument(
+        "--trace-ios",
+        type=int,
+        help="keep only the first N I/Os of each trace (0: no traces; default all)",
+    )
+    me.add_argument("--fio", action="store_true", help="run the real fio instead (host baseline)")
+    me.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
+    me.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
     va = sub.add_parser(
         "validate",
         help="predict measured runs and report the errors",
@@ -139,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     va.add_argument("--manifest", help="manifest.csv for fio JSON files given one by one")
     va.add_argument("--report", help="write report.md, CSV tables and PNG plots to DIR")
-    va.add_argument("--use", help="calibration points, a query: \"iodepth in [1, 8]\" "
-                    "(default: the dataset's own marks)")  # fmt: skip
+    va.add_argument(
+        "--use",
+        help='calibration points, a query: "iodepth in [1, 8]" (default: the dataset\'s own marks)',
+    )
     va.add_argument("--ios", type=int, default=20_000, help="simulated I/Os per point")
     va.add_argument("--seed", type=int, default=1, help="root random seed")
     return top
@@ -216,8 +278,12 @@ def cmd_run(a: argparse.Namespace) -> None:
     _check_writable(a.out)
     d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
     w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
-    res = simulate(Scenario(workload=w, design=d, profile=a.profile), a.seed,
-                   precision=a.precision, max_ios=a.max_ios)  # fmt: skip
+    res = simulate(
+        Scenario(workload=w, design=d, profile=a.profile),
+        a.seed,
+        precision=a.precision,
+        max_ios=a.max_ios,
+    )
     df = pd.DataFrame(res.rows())
     text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
     _emit(text if fmt != "parquet" else None, df, a, fmt)
@@ -264,9 +330,61 @@ def cmd_sweep(a: argparse.Namespace) -> None:
     df = res.to_dataframe()
     if workspace is not None:
         (Path(workspace) / "results.csv").write_text(_render(df, "csv"))
-        print(f"wrote {workspace}/results.csv ({res.resumed} of {len(points)} points resumed)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"wrote {workspace}/results.csv ({res.resumed} of {len(points)} points resumed)",
+            file=sys.stderr,
+        )
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
+
+
+def cmd_measure(a: argparse.Namespace) -> None:
+    """`vsim measure`: a campaign on the real path."""
+    import datetime as dt
+
+    from vsim.measure import Campaign, measure, measure_fio, measure_microbench
+
+    cpus = _ints(a.cpus) if a.cpus else []
+    if a.file is not None and a.dir is not None:
+        raise ConfigError("give --dir (scratch file) or --file (existing file), not both")
+    for name, path in (("--dir", a.dir), ("--file", a.file)):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{name} {path}: does not exist")
+    c = Campaign(
+        designs=tuple(_names(a.design)),
+        rws=tuple(_names(a.rw)),
+        bss=tuple(_sizes(a.bs)),
+        iodepths=tuple(_ints(a.iodepth)),
+        runtime=a.runtime,
+        ramp_time=a.ramp_time,
+        repeat=a.repeat,
+        engine=a.engine,
+        guest_cpu=cpus[0] if cpus else None,
+        backend_cpus=tuple(cpus[1:]) or None,
+        directory=a.dir,
+        file=a.file,
+        allow_overwrite=a.allow_overwrite,
+        verify=a.verify,
+        size=parse_size(a.size),
+        trace_ios=a.trace_ios,
+    )
+    c.workloads()  # bad rw / bs / iodepth fail before any run
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(a.out or f"vsim-measure-{stamp}")
+    _check_dir_writable(str(out))
+
+    def progress(i: int, n: int, name: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r[{i}/{n}] {name}".ljust(70) + ("\n" if i == n else ""))
+            sys.stderr.flush()
+
+    if a.microbench:
+        df = measure_microbench(c, out)
+    elif a.fio:
+        df = measure_fio(c, out, progress=progress)
+    else:
+        df = measure(c, out, progress=progress)
+    sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.1f}") + "\n")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 def cmd_validate(a: argparse.Namespace) -> None:
@@ -303,7 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for bad input, with one line on stderr)."""
     try:
         a = build_parser().parse_args(argv)
-        commands = {"run": cmd_run, "sweep": cmd_sweep, "validate": cmd_validate}
+        commands = {
+            "run": cmd_run,
+            "sweep": cmd_sweep,
+            "measure": cmd_measure,
+            "validate": cmd_validate,
+        }
         commands[a.command](a)
     except VsimError as e:
         print(f"vsim: error: {e}", file=sys.stderr)

@@ -41,8 +41,11 @@ DISK_PARAMS: dict[str, dict[str, str]] = {
         "interface_mib_s": "interface transfer rate (buffer hits and cached writes)",
         "buffer_kib": "track buffer: a read miss reads ahead this much; later reads in it hit",
         "write_cache": "1 = write-back cache (writes complete from the buffer), 0 = write-through",
+        "overhead_cv": "optional: coefficient of variation of the command overhead (gamma"
+        " distributed; absent = constant)",
     },
 }
+OPTIONAL = {"overhead_cv"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,10 @@ def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
         raise ProfileError(f"disk.model: expected one of {', '.join(DISK_MODELS)}, got {model!r}")
     out: dict[str, Any] = {"model": model}
     if model == "hdd":
+        out["overhead_cv"] = 0.0
         for key in DISK_PARAMS["hdd"]:
+            if key in OPTIONAL and key not in t:
+                continue
             v = scalar(t, key, "disk", prov)
             if v < 0 or (v == 0 and key in ("rpm", "media_mib_s", "interface_mib_s")):
                 raise ProfileError(f"disk.{key}.value: out of range ({v})")
@@ -159,8 +165,10 @@ class HddTimes:
     sequentially (the drive keeps streaming); a miss seeks (seek_min + (seek_avg - seek_min) *
     sqrt(distance / (span / 3)), the square-root seek curve; span = the workload's extent),
     waits a uniform fraction of a revolution, transfers at the media rate and reads ahead
-    `buffer_kib`. With the write cache on, writes complete at interface speed. Command queueing
-    (NCQ reordering) is not modelled: requests are served FCFS.
+    `buffer_kib`. Every command pays `overhead_us` (gamma distributed with `overhead_cv` when
+    given: firmware and interface time varies from command to command). With the write cache
+    on, writes complete at interface speed. Command queueing (NCQ reordering) is not modelled:
+    requests are served FCFS.
     """
 
     def __init__(self, p: dict[str, Any], span: int, rng: np.random.Generator) -> None:
@@ -174,6 +182,9 @@ class HddTimes:
         self.hits = 0
         self.misses = 0
         self._rot = Sampler(Dist("uniform", low_us=0.0, high_us=self.rev_us), rng)
+        cv = p.get("overhead_cv", 0.0)
+        over = Dist("gamma", mean_us=p["overhead_us"], cv=cv) if cv > 0 else None
+        self._overhead = Sampler(over or Dist.fixed(p["overhead_us"]), rng)
 
     def __call__(self, req: Request) -> float:
         """The service time of req in microseconds; updates head and buffer state."""
@@ -181,13 +192,13 @@ class HddTimes:
         xfer_if = req.size / (p["interface_mib_s"] * 1.048576)  # bytes / (MiB/s) in us
         if req.write and p["write_cache"]:
             self.hits += 1
-            return float(p["overhead_us"] + xfer_if)
+            return float(self._overhead() + xfer_if)
         lo, hi = req.offset, req.offset + req.size
         if not req.write and ((self.buf_lo <= lo and hi <= self.buf_hi) or lo == self.buf_hi):
             self.hits += 1
             if lo == self.buf_hi:
                 self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
-            return float(p["overhead_us"] + xfer_if)
+            return float(self._overhead() + xfer_if)
         self.misses += 1
         dist = abs(lo - self.head)
         seek = 0.0
@@ -198,7 +209,7 @@ class HddTimes:
         self.head = hi
         if not req.write:
             self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
-        return float(p["overhead_us"] + seek + self._rot() + xfer)
+        return float(self._overhead() + seek + self._rot() + xfer)
 
 
 def build_disk(

@@ -1,0 +1,198 @@
+"""`vsim measure`: campaigns on the real path produce datasets the validator reads; safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsim.cli import main
+from vsim.measure import Campaign, fio_command
+from vsim.measured import load_measured
+from vsim.reference.linux import memory_filesystem
+from vsim.scenario import Workload
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    fs = memory_filesystem(str(tmp_path))
+    if fs is not None:
+        pytest.skip(f"tmp_path is on {fs}: no direct I/O there")
+    return tmp_path
+
+
+def test_plan_interleaves_designs_and_spreads_repeats():
+    c = Campaign(iodepths=(1, 4), repeat=2)
+    plan = [(r, w.iodepth, d) for r, w, d in c.plan()]
+    assert plan == [
+        (0, 1, "virtio-blk"), (0, 1, "vhost-blk"), (0, 4, "virtio-blk"), (0, 4, "vhost-blk"),
+        (1, 1, "virtio-blk"), (1, 1, "vhost-blk"), (1, 4, "virtio-blk"), (1, 4, "vhost-blk"),
+    ]  # fmt: skip
+
+
+def test_campaign_end_to_end(disk_dir: Path, capsys):  # type: ignore[no-untyped-def]
+    out = disk_dir / "ds"
+    code = main(
+        [
+            "measure",
+            "--iodepth",
+            "1,2",
+            "--runtime",
+            "0.3",
+            "--repeat",
+            "2",
+            "--dir",
+            str(disk_dir),
+            "--verify",
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    ms = load_measured(out)
+    pts = ms.points
+    assert len(pts) == 2 * 2 * 2  # designs x iodepths x repeats
+    assert set(pts.design) == {"virtio-blk", "vhost-blk"} and set(pts.iodepth) == {1, 2}
+    assert (pts.iops > 0).all() and (pts.ios > 0).all()
+    assert ms.samples(0) is not None  # json+ bins: per-I/O latencies for CDFs
+    assert len(list((out / "traces").glob("*.npz"))) == 8
+    prov = (out / "provenance.toml").read_text()
+    for key in ("date", "kernel", "cpu_model", "cores", "python", "vsim", "command"):
+        assert f"{key} =" in prov
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("design,rw,dir,bs,iodepth,repeats,iops,iops_ci95")
+    assert len(summary) == 1 + 4
+    # The run files are fio's format: vsim's fio reader takes them.
+    doc = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert doc["jobs"][0]["read"]["clat_ns"]["bins"]
+    assert not list(disk_dir.glob(".vsim*"))  # no scratch file left
+
+
+def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type: ignore[no-untyped-def]
+    f = disk_dir / "precious.img"
+    f.write_bytes(b"x" * (1 << 20))
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    code = main(
+        [
+            "measure",
+            "--rw",
+            "randwrite",
+            "--iodepth",
+            "1",
+            "--runtime",
+            "0.2",
+            "--repeat",
+            "1",
+            "--file",
+            str(f),
+            "--out",
+            str(disk_dir / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "allow" in err.lower()
+    assert hashlib.sha256(f.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--engine", "spdk"], "engine"),
+        (["--design", "nvme"], "unknown design"),
+        (["--dir", "/nonexistent-vsim-dir"], "does not exist"),
+        (["--repeat", "0"], "--repeat"),
+        (["--iodepth", "0"], "iodepth"),
+    ],
+)
+def test_bad_measure_input(argv, message, tmp_path: Path, capsys):  # type: ignore[no-untyped-def]
+    code = main(
+        [
+            "measure",
+            "--runtime",
+            "0.2",
+            "--repeat",
+            "1",
+            "--iodepth",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            *argv,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_tmpfs_is_refused(capsys, tmp_path: Path):  # type: ignore[no-untyped-def]
+    shm = Path("/dev/shm")
+    if memory_filesystem(str(shm)) is None:
+        pytest.skip("/dev/shm is not a memory file system here")
+    code = main(
+        [
+            "measure",
+            "--iodepth",
+            "1",
+            "--runtime",
+            "0.2",
+            "--repeat",
+            "1",
+            "--dir",
+            str(shm),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "tmpfs" in err
+
+
+@pytest.mark.skipif(
+    shutil.which("fio") is None, reason="fio is not installed (apt-get install fio)"
+)
+def test_fio_baseline(disk_dir: Path):
+    out = disk_dir / "ds"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vsim.cli",
+            "measure",
+            "--fio",
+            "--iodepth",
+            "1,4",
+            "--runtime",
+            "0.5",
+            "--repeat",
+            "1",
+            "--size",
+            "8m",
+            "--dir",
+            str(disk_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    files = sorted((out / "fio").glob("*.json"))
+    assert len(files) == 2
+    from vsim.fio import read_fio_json
+
+    (job,) = read_fio_json(files[0])
+    assert job.iodepth == 1 and job.bs == 4096 and job.read.total_ios > 0
+    assert job.read.clat.bins  # json+
+    assert not list(disk_dir.glob(".vsim-fio-scratch*"))
+
+
+def test_fio_command_speaks_fio():
+    cmd = fio_command(Workload(rw="randrw", bs=512, iodepth=3, rwmixread=70), Path("f"), 2.0)
+    assert "--rw=randrw" in cmd and "--bs=512" in cmd and "--iodepth=3" in cmd
+    assert "--rwmixread=70" in cmd and "--output-format=json+" in cmd and "--direct=1" in cmd
