@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -184,6 +185,54 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--fio", action="store_true", help="run the real fio instead (host baseline)")
     me.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
     me.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
+    pl = sub.add_parser(
+        "plot",
+        help="draw a figure of a sweep table",
+        epilog="example: vsim sweep --out seed.csv && vsim plot seed.csv --kind latency",
+    )
+    pl.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
+    pl.add_argument("--kind", default="iops", choices=("iops", "latency", "cdf", "breakdown"))
+    pl.add_argument("--out", help="FILE.png or FILE.svg (default: RESULTS-KIND.png)")
+    pl.add_argument("--measured", help="a measured dataset to draw beside the prediction")
+    pl.add_argument("--title", help="figure title")
+    rp = sub.add_parser(
+        "report",
+        help="one page with the tables and plots of a sweep",
+        epilog="example: vsim sweep --out seed.csv && vsim report seed.csv --out seed.html",
+    )
+    rp.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
+    rp.add_argument("--out", required=True, help="report.html (self-contained) or report.md")
+    rp.add_argument("--measured", help="a measured dataset to draw beside the prediction")
+    rp.add_argument("--title", default="vsim report", help="page title")
+    rp.add_argument(
+        "--no-resimulate",
+        action="store_true",
+        help="skip re-running the points (no CDF or breakdown)",
+    )
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit a profile to measurements",
+        epilog="examples: vsim calibrate runs/local --out calibration/profiles/local.toml "
+        "--use iodepth=1,8\n  vsim calibrate --fit --base calibration/seed-2011/base.toml "
+        "validation/seed-2011 --out calibration/profiles/seed-2011.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ca.add_argument("runs", nargs="+", help="measured dataset directories (vsim measure --out)")
+    ca.add_argument("--out", required=True, help="the profile file to write (.toml)")
+    ca.add_argument(
+        "--use",
+        help="calibration points: iodepth=1,8 (or a query); the rest is "
+        "held out (default: the dataset's own marks)",
+    )
+    ca.add_argument(
+        "--fit",
+        action="store_true",
+        help="least-squares fit of the free parameters declared in --base",
+    )
+    ca.add_argument("--base", help="base profile with [fit.*] free parameters (for --fit)")
+    ca.add_argument("--name", help="name of the new profile (default: the --out file's stem)")
+    ca.add_argument("--ios", type=int, default=10_000, help="--fit: simulated I/Os per point")
+    ca.add_argument("--seed", type=int, default=1, help="--fit: root random seed")
     va = sub.add_parser(
         "validate",
         help="predict measured runs and report the errors",
@@ -387,6 +436,108 @@ def cmd_measure(a: argparse.Namespace) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def cmd_plot(a: argparse.Namespace) -> None:
+    """`vsim plot`: one figure of a sweep table."""
+    from vsim.plots import plot_kind, save
+    from vsim.report import load_table, resimulate
+
+    out = a.out or f"{Path(a.results).with_suffix('')}-{a.kind}.png"
+    if Path(out).suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"--out {out}: a plot is a .png or .svg file")
+    _check_writable(out)
+    df = load_table(a.results)
+    results = resimulate(df) if a.kind in ("cdf", "breakdown") else None
+    measured = _measured_points(a.measured)
+    fig = plot_kind(a.kind, df, results=results, measured=measured, title=a.title)
+    save(fig, out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    """`vsim report`: a self-contained page of a sweep."""
+    from vsim.report import load_table, resimulate, write_report
+
+    if Path(a.out).suffix.lower() not in (".html", ".md"):
+        raise ConfigError(f"--out {a.out}: a report is a .html or .md file")
+    _check_writable(a.out)
+    df = load_table(a.results)
+    results = None if a.no_resimulate else resimulate(df)
+    write_report(df, a.out, results=results, measured=_measured_points(a.measured), title=a.title)
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+def _measured_points(path: str | None) -> Any:
+    if path is None:
+        return None
+    from vsim.measured import load_measured
+
+    return load_measured(path).points
+
+
+def use_rule(text: str | None) -> Any:
+    """--use: "iodepth=1,8" or "design=virtio-blk" (column=values; ';' between columns), or a
+    pandas query ("iodepth in [1, 8]")."""
+    if text is None:
+        return None
+    if "==" in text or "=" not in text:
+        return text
+    rule: dict[str, list[Any]] = {}
+    for part in text.split(";"):
+        col, _, vals = part.partition("=")
+        if not col.strip() or not vals.strip():
+            raise ConfigError(f"--use {text!r}: expected column=value[,value...]")
+        items: list[Any] = []
+        for v in vals.split(","):
+            v = v.strip()
+            items.append(int(v) if v.lstrip("-").isdigit() else v)
+        rule[col.strip()] = items
+    return rule
+
+
+def cmd_calibrate(a: argparse.Namespace) -> None:
+    """`vsim calibrate`: measurements -> profile."""
+    import tomllib
+
+    from vsim.measured import load_measured
+
+    out = Path(a.out)
+    if out.suffix != ".toml":
+        raise ConfigError(f"--out {a.out}: a profile is a .toml file")
+    _check_writable(a.out)
+    name = a.name or out.stem
+    src = a.runs[0] if len(a.runs) == 1 else a.runs
+    if a.fit:
+        from vsim.calibrate import fit_profile
+
+        if a.base is None:
+            raise ConfigError("--fit needs --base PROFILE with [fit.*] free parameters")
+        try:
+            base = tomllib.loads(Path(a.base).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"--base {a.base}: {e}") from None
+        base["name"] = name
+        measured = load_measured(src)
+        fit = fit_profile(
+            base,
+            measured,
+            use=use_rule(a.use),
+            ios=a.ios,
+            seed=a.seed,
+            source=shlex.join(["vsim", *sys.argv[1:]]),
+        )
+        sys.stdout.write(fit.summary())
+        for note in fit.notes:
+            print(f"note: {note}", file=sys.stderr)
+        fit.write(out)
+    else:
+        from vsim.calibrate_traces import calibrate_from_runs
+
+        cal = calibrate_from_runs([Path(p) for p in a.runs], use=use_rule(a.use), name=name)
+        sys.stdout.write(cal.summary())
+        cal.write(out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def cmd_validate(a: argparse.Namespace) -> None:
     """`vsim validate`: measured against predicted."""
     from vsim.measured import load_measured
@@ -396,7 +547,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
         _check_dir_writable(a.report)
     src = a.measured[0] if len(a.measured) == 1 else a.measured
     measured = load_measured(src, manifest=a.manifest)
-    v = validate(a.profile, measured, seed=a.seed, ios=a.ios, used_for_calibration=a.use)
+    v = validate(a.profile, measured, seed=a.seed, ios=a.ios, used_for_calibration=use_rule(a.use))
     sys.stdout.write(v.summary().rstrip("\n") + "\n")
     if a.report is not None:
         try:
@@ -425,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": cmd_run,
             "sweep": cmd_sweep,
             "measure": cmd_measure,
+            "calibrate": cmd_calibrate,
+            "plot": cmd_plot,
+            "report": cmd_report,
             "validate": cmd_validate,
         }
         commands[a.command](a)

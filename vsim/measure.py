@@ -309,7 +309,7 @@ def measure_fio(
     target = base / f".vsim-fio-scratch-{os.getpid()}" if scratch else Path(c.file or "")
     rows = []
     plan = [(r, w) for r in range(c.repeat) for w in c.workloads()]
-    _write_provenance(out, c, fio=version)
+    _write_provenance(fio_dir, c, fio=version)
     try:
         for i, (rep, w) in enumerate(plan):
             if not scratch and w.read_fraction < 1 and not c.allow_overwrite:
@@ -379,5 +379,5 @@ def measure_microbench(c: Campaign, out: Path, *, n: int = 200) -> pd.DataFrame:
         rows.append({"benchmark": name, "skipped": why})
     df = pd.DataFrame(rows)
     df.to_csv(mb_dir / "summary.csv", index=False, lineterminator="\n", float_format="%.6g")
-    _write_provenance(out, c)
+    _write_provenance(mb_dir, c)
     return df

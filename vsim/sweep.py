@@ -82,6 +82,16 @@ class SweepResult:
         """The rows as a pandas DataFrame."""
         return pd.DataFrame(self.rows)
 
+    def plot(self, kind: str = "iops", **kw: Any) -> Any:
+        """A matplotlib Figure of the sweep (kind: iops, latency, cdf or breakdown)."""
+        from vsim.plots import plot_kind
+        from vsim.report import resimulate
+
+        df = self.to_dataframe()
+        if kind in ("cdf", "breakdown") and "results" not in kw:
+            kw["results"] = resimulate(df)
+        return plot_kind(kind, df, **kw)
+
     def _repr_html_(self) -> str:
         return str(self.to_dataframe().to_html(index=False, float_format=lambda v: f"{v:.1f}"))
 
