@@ -25,10 +25,24 @@ def test_sweep_default_is_seed_grid(capsys):  # type: ignore[no-untyped-def]
     assert code == 0
     df = pd.read_csv(__import__("io").StringIO(out))
     required = [
-        "profile", "design", "rw", "dir", "bs", "iodepth", "seed", "ios", "iops", "bw_kib_s",
-        "slat_mean_us", "clat_mean_us", "clat_p50_us", "clat_p99_us",
-        "lat_mean_us", "lat_p50_us", "lat_p99_us",
-    ]  # fmt: skip
+        "profile",
+        "design",
+        "rw",
+        "dir",
+        "bs",
+        "iodepth",
+        "seed",
+        "ios",
+        "iops",
+        "bw_kib_s",
+        "slat_mean_us",
+        "clat_mean_us",
+        "clat_p50_us",
+        "clat_p99_us",
+        "lat_mean_us",
+        "lat_p50_us",
+        "lat_p99_us",
+    ]
     assert set(required) <= set(df.columns)
     assert set(df.design) == {"virtio-blk", "vhost-blk"}
     assert set(df.rw) == {"read", "rw"} and set(df.iodepth) == {1, 2, 3}
@@ -37,8 +51,22 @@ def test_sweep_default_is_seed_grid(capsys):  # type: ignore[no-untyped-def]
 
 
 def test_run_json_is_fio_json(capsys):  # type: ignore[no-untyped-def]
-    code, out, _ = run(capsys, "run", "--design", "vhost-blk", "--rw", "randread", "--bs", "4k",
-                       "--iodepth", "4", "--ios", "500", "--format", "json")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "run",
+        "--design",
+        "vhost-blk",
+        "--rw",
+        "randread",
+        "--bs",
+        "4k",
+        "--iodepth",
+        "4",
+        "--ios",
+        "500",
+        "--format",
+        "json",
+    )
     assert code == 0
     (job,) = read_fio_json(out)
     assert job.iodepth == 4 and job.bs == 4096
@@ -54,8 +82,20 @@ def test_sweep_mva_and_out_file(capsys, tmp_path: Path):  # type: ignore[no-unty
 
 
 def test_json_rows(capsys):  # type: ignore[no-untyped-def]
-    code, out, _ = run(capsys, "sweep", "--design", "virtio-blk", "--rw", "read",
-                       "--iodepth", "1", "--ios", "200", "--format", "json")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "--design",
+        "virtio-blk",
+        "--rw",
+        "read",
+        "--iodepth",
+        "1",
+        "--ios",
+        "200",
+        "--format",
+        "json",
+    )
     assert code == 0
     rows = json.loads(out)
     assert rows[0]["design"] == "virtio-blk" and rows[0]["ios"] == 200
@@ -91,6 +131,21 @@ def test_malformed_profile_file(capsys, tmp_path: Path):  # type: ignore[no-unty
 
 
 def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "vsim.cli", "sweep", "--help"],
-                       capture_output=True, text=True, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "vsim.cli", "sweep", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0 and "example:" in r.stdout
+
+
+def test_progress_bar_only_when_asked(capsys):  # type: ignore[no-untyped-def]
+    from vsim.progress import Progress
+
+    with Progress(2, "quiet", enabled=False) as bar:
+        bar(1, 2, "a")
+    assert capsys.readouterr().err == ""
+    with Progress(2, "shown", enabled=True) as bar:
+        bar(1, 2, "point a")
+    assert "shown" in capsys.readouterr().err

@@ -17,8 +17,9 @@ import pandas as pd
 from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
 from vsim.executors import default_jobs
+from vsim.progress import Progress
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
-from vsim.sweep import SEED_GRID, grid, run_points, stderr_progress
+from vsim.sweep import SEED_GRID, grid, run_points
 
 FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
@@ -364,18 +365,19 @@ def cmd_sweep(a: argparse.Namespace) -> None:
         design(name)  # unknown names fail before any work
     base = replace(base, workload=replace(base.workload, bs=factors["bs"][0]))
     points = grid(base, factors)
-    res = run_points(
-        points,
-        seed=a.seed,
-        method=a.method,
-        jobs=a.jobs,
-        scheduler=a.scheduler,
-        precision=a.precision,
-        max_ios=a.max_ios,
-        out=workspace,
-        resume=a.resume,
-        progress=stderr_progress,
-    )
+    with Progress(len(points), "vsim sweep") as bar:
+        res = run_points(
+            points,
+            seed=a.seed,
+            method=a.method,
+            jobs=a.jobs,
+            scheduler=a.scheduler,
+            precision=a.precision,
+            max_ios=a.max_ios,
+            out=workspace,
+            resume=a.resume,
+            progress=bar.for_points,
+        )
     df = res.to_dataframe()
     if workspace is not None:
         (Path(workspace) / "results.csv").write_text(_render(df, "csv"))
@@ -421,17 +423,13 @@ def cmd_measure(a: argparse.Namespace) -> None:
     out = Path(a.out or f"vsim-measure-{stamp}")
     _check_dir_writable(str(out))
 
-    def progress(i: int, n: int, name: str) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r[{i}/{n}] {name}".ljust(70) + ("\n" if i == n else ""))
-            sys.stderr.flush()
-
-    if a.microbench:
-        df = measure_microbench(c, out)
-    elif a.fio:
-        df = measure_fio(c, out, progress=progress)
-    else:
-        df = measure(c, out, progress=progress)
+    with Progress(len(c.plan()), "vsim measure") as progress:
+        if a.microbench:
+            df = measure_microbench(c, out)
+        elif a.fio:
+            df = measure_fio(c, out, progress=progress)
+        else:
+            df = measure(c, out, progress=progress)
     sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.1f}") + "\n")
     print(f"wrote {out}", file=sys.stderr)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from vsim.engine import DEFAULT_MAX_IOS, simulate
 from vsim.errors import ConfigError
 from vsim.executors import run_unordered
 from vsim.profile import Profile, load_profile, profile_digest
+from vsim.progress import Progress
 from vsim.scenario import Scenario, Workload, design
 from vsim.workspace import Workspace, point_id
 
@@ -167,7 +167,7 @@ def sweep(
     max_ios: int = DEFAULT_MAX_IOS,
     out: str | Path | None = None,
     resume: bool = False,
-    progress: Callable[[int, int, Scenario], None] | None = None,
+    progress: Callable[[int, int, Scenario], None] | bool | None = None,
 ) -> SweepResult:
     """Expand a grid (default: the seed's table) and run it; see `grid` and `run_points`."""
     base = Scenario(
@@ -180,25 +180,24 @@ def sweep(
         "bs": list(bs),
         "iodepth": list(iodepth),
     }
-    return run_points(
-        grid(base, factors),
-        seed=seed,
-        method=method,
-        jobs=jobs,
-        scheduler=scheduler,
-        precision=precision,
-        max_ios=max_ios,
-        out=out,
-        resume=resume,
-        progress=progress,
-    )
-
-
-def stderr_progress(i: int, n: int, s: Scenario) -> None:
-    """A one-line progress display on stderr, shown only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return
-    w = s.workload
-    msg = f"\r[{i}/{n}] {s.design.name} {w.rw} bs={w.bs} iodepth={w.iodepth}"
-    sys.stderr.write(msg.ljust(60) + ("\n" if i == n else ""))
-    sys.stderr.flush()
+    points = grid(base, factors)
+    bar = None
+    if progress is None or isinstance(progress, bool):
+        bar = Progress(len(points), "vsim sweep", enabled=progress)
+        progress = bar.for_points
+    try:
+        return run_points(
+            points,
+            seed=seed,
+            method=method,
+            jobs=jobs,
+            scheduler=scheduler,
+            precision=precision,
+            max_ios=max_ios,
+            out=out,
+            resume=resume,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,125 @@
+"""Calibration: the least-squares fit recovers known parameters; traces become a valid profile."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import profile_dict
+from vsim import Scenario, Workload, design, simulate
+from vsim.calibrate import apply, fit_profile, free_params
+from vsim.errors import ConfigError, ProfileError
+from vsim.measured import load_measured
+from vsim.profile import Profile
+
+TRUE = {"guest": 30.0, "disk": 100.0}
+
+
+def _doc(guest: float, disk: float) -> dict:  # type: ignore[type-arg]
+    doc = profile_dict(
+        costs={
+            "guest_submit": {"dist": "fixed", "value_us": guest},
+            "guest_complete": {"dist": "fixed", "value_us": guest},
+            "pop": {"dist": "exponential", "mean_us": 10.0},
+        },
+        wakeup_idle={"dist": "uniform", "low_us": 5.0, "high_us": 15.0},
+    )
+    doc["disk"]["service_us"]["value"] = disk
+    return doc
+
+
+def _dataset(tmp_path: Path) -> Path:
+    """Simulated 'measurements' of the true profile, written as fio JSON with a manifest."""
+    prof = Profile.from_dict(_doc(TRUE["guest"], TRUE["disk"]), "truth")
+    lines = ["file,design,repeat,calibration"]
+    for qd in (1, 2, 4):
+        w = Workload(rw="randread", iodepth=qd, number_ios=3000)
+        r = simulate(
+            Scenario(workload=w, design=design("virtio-blk"), profile="truth"), 7, profile=prof
+        )
+        (tmp_path / f"qd{qd}.json").write_text(json.dumps(r.to_fio_json()))
+        lines.append(f"qd{qd}.json,virtio-blk,0,true")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_fit_recovers_known_parameters(tmp_path: Path):
+    base = _doc(15.0, 150.0)  # a wrong starting point
+    base["fit"] = {
+        "guest": {
+            "paths": ["costs.guest_submit.value_us", "costs.guest_complete.value_us"],
+            "mode": "set",
+            "bounds": [1.0, 80.0],
+        },
+        "disk": {"paths": ["disk.service_us.value"], "mode": "set", "bounds": [20.0, 300.0]},
+    }
+    fit = fit_profile(base, load_measured(_dataset(tmp_path)), ios=3000, seed=7)
+    got = dict(zip([p.name for p in fit.params], fit.values, strict=True))
+    # Stated tolerance: 3 % of the true value (the fit sees the same seed as the truth).
+    assert got["guest"] == pytest.approx(TRUE["guest"], rel=0.03)
+    assert got["disk"] == pytest.approx(TRUE["disk"], rel=0.03)
+    assert fit.rms_pct < 1.0
+    assert np.all(np.isfinite(fit.stderr))
+    # The written profile loads, says the numbers are fitted, and drops the [fit] table.
+    out = tmp_path / "fitted.toml"
+    fit.write(out)
+    p = Profile.from_file(out)
+    assert p.provenance["costs.guest_submit"].startswith("fitted:")
+    assert "fit" not in out.read_text().split("[fit_report]")[0]
+
+
+def test_free_params_errors():
+    doc = _doc(10, 100)
+    with pytest.raises(ProfileError, match="no free parameters"):
+        free_params(doc)
+    doc["fit"] = {"x": {"paths": ["costs.nope.value_us"], "mode": "set", "bounds": [0, 1]}}
+    with pytest.raises(ProfileError, match=r"costs\.nope"):
+        free_params(doc)
+    doc["fit"] = {"x": {"paths": ["costs.kick.value_us"], "mode": "set", "bounds": [2, 1]}}
+    with pytest.raises(ProfileError, match="bounds"):
+        free_params(doc)
+
+
+def test_apply_scale_mode():
+    doc = _doc(10, 100)
+    doc["fit"] = {
+        "s": {"paths": ["costs.guest_submit.value_us"], "mode": "scale", "bounds": [0.1, 10]}
+    }
+    new = apply(doc, free_params(doc), np.array([2.5]))
+    assert new["costs"]["guest_submit"]["value_us"] == 25.0
+    assert doc["costs"]["guest_submit"]["value_us"] == 10  # the base is untouched
+
+
+@pytest.mark.skipif(
+    shutil.which("fio") is None, reason="fio is not installed (apt-get install fio)"
+)
+def test_calibrate_from_reference_runs(tmp_path: Path):
+    from vsim.calibrate_traces import calibrate_from_runs
+    from vsim.measure import Campaign, measure, measure_fio, measure_microbench
+    from vsim.reference.linux import memory_filesystem
+
+    if memory_filesystem(str(tmp_path)) is not None:
+        pytest.skip("tmp_path is on a memory file system: no direct I/O")
+    c = Campaign(iodepths=(1, 2), runtime=0.3, repeat=1, directory=str(tmp_path), size=8 << 20)
+    ds = tmp_path / "ds"
+    measure(c, ds)
+    measure_fio(c, ds)
+    measure_microbench(c, ds, n=40)
+    cal = calibrate_from_runs([ds], use={"iodepth": [1]}, name="here")
+    out = tmp_path / "here.toml"
+    cal.write(out)
+    prof = Profile.from_file(out)
+    assert prof.host_cpus >= 1 and prof.disk["model"] == "parallel"
+    assert all(v.startswith("measured:") for v in prof.provenance.values())
+    r = simulate(
+        Scenario(workload=Workload(rw="randread", iodepth=2, number_ios=500), profile="here"),
+        1,
+        profile=prof,
+    )
+    assert r.iops > 0
+    with pytest.raises(ConfigError, match="calibration point"):
+        calibrate_from_runs([ds], use={"iodepth": [64]}, name="x")

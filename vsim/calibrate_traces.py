@@ -1,0 +1,332 @@
+"""Calibration from the reference backend: traces, microbenchmarks and fio baselines -> Profile."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tomli_w
+from scipy import stats
+
+from vsim.errors import ConfigError
+from vsim.fio import read_fio_json, sample_from_bins
+from vsim.profile import SCHEMA, Profile
+from vsim.reference.trace import RunRecord
+
+LEVELS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+WINSOR = 0.999  # samples above this quantile (GC pauses, preemption by other work) are clipped
+KS_ALPHA = 0.05  # keep a parametric family only when the KS test does not reject it at 5 %
+KS_MAX_SAMPLES = 2000  # KS on more samples rejects every family for tiny misfits
+
+
+def fit_dist(x: np.ndarray, what: str) -> dict[str, Any]:
+    """A profile distribution for samples x (us): lognormal or gamma if a KS test accepts it,
+    else empirical quantiles. The table says which and how well it fits."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 20:
+        raise ConfigError(f"calibrate: only {x.size} samples for {what}")
+    x = np.minimum(x, np.quantile(x, WINSOR))
+    sub = x[:: max(1, x.size // KS_MAX_SAMPLES)]
+    best: tuple[float, str, dict[str, Any]] | None = None
+    if np.all(x > 0) and np.std(x) > 0:
+        for name, family in (("lognormal", stats.lognorm), ("gamma", stats.gamma)):
+            params = family.fit(sub, floc=0)
+            ks = stats.kstest(sub, family.cdf, args=params)
+            mean, var = family.stats(*params, moments="mv")
+            if ks.pvalue > KS_ALPHA and (best is None or ks.pvalue > best[0]):
+                spec = {"dist": name, "mean_us": float(mean), "cv": float(math.sqrt(var) / mean)}
+                best = (
+                    float(ks.pvalue),
+                    f"{name} (KS D={ks.statistic:.3f}, p={ks.pvalue:.2f})",
+                    spec,
+                )
+    if best is not None:
+        spec, quality = best[2], best[1]
+    else:
+        q = np.quantile(np.clip(x, 0, None), LEVELS)
+        spec = {
+            "dist": "empirical",
+            "levels": list(LEVELS),
+            "quantiles_us": [float(v) for v in np.maximum.accumulate(q)],
+        }
+        quality = "empirical quantiles (lognormal and gamma rejected by KS at 5 %)"
+    spec["fit_note"] = (
+        f"{quality}; n={x.size} winsorised at p{100 * WINSOR:g}, median {np.median(x):.2f} us"
+    )
+    return spec
+
+
+@dataclass
+class TraceCalibration:
+    """The calibrated profile document and how each number was obtained."""
+
+    document: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Each calibrated number with its method."""
+        lines = [f"profile {self.document['name']}:"]
+        for table in ("cpu", "device", "costs", "disk"):
+            for key, spec in self.document[table].items():
+                if not isinstance(spec, dict):
+                    continue
+                variants = spec if "user" in spec else {"": spec}
+                for ctx, s in variants.items():
+                    if not isinstance(s, dict) or "provenance" not in s:
+                        continue
+                    val = s.get("value", s.get("value_us", s.get("mean_us")))
+                    if val is None and "quantiles_us" in s:
+                        val = float(np.interp(0.5, s["levels"], s["quantiles_us"]))
+                    name = f"{table}.{key}" + (f".{ctx}" if ctx else "")
+                    lines.append(f"  {name:28s} {val!s:>10.8}  {s['source'][:90]}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | Path) -> None:
+        """Write the profile TOML (checked by loading it back)."""
+        Profile.from_dict(self.document, str(path))
+        with open(path, "wb") as f:
+            tomli_w.dump(self.document, f)
+
+
+def _runs(dataset: Path, use: Any) -> list[tuple[dict[str, Any], RunRecord]]:
+    """Calibration runs with traces: (manifest row + workload, trace)."""
+    from vsim.calibrate import calibration_subset
+    from vsim.measured import load_measured
+
+    ms = calibration_subset(load_measured(dataset), use)
+    out = []
+    for _, row in ms.points.drop_duplicates("file").iterrows():
+        trace = dataset / "traces" / (Path(str(row["file"])).stem + ".npz")
+        if trace.exists():
+            out.append((dict(row), RunRecord.load(trace)))
+    if not out:
+        raise ConfigError(f"{dataset}: no traces for the calibration points (traces/*.npz)")
+    return out
+
+
+def _gap(r: RunRecord, a: str, b: str) -> np.ndarray:
+    s = r.stages
+    ok = (s[a] > 0) & (s[b] > 0) & (s[b] >= s[a])
+    return np.asarray((s[b][ok] - s[a][ok]) / 1e3, dtype=float)
+
+
+def _microbench(dataset: Path) -> dict[str, np.ndarray]:
+    d = dataset / "microbench"
+    out = {p.stem: np.load(p).astype(float) / 1e3 for p in sorted(d.glob("*.npy"))}
+    if not out:
+        raise ConfigError(f"{dataset}: no microbenchmarks (run vsim measure --microbench)")
+    return out
+
+
+def _fio(dataset: Path) -> pd.DataFrame:
+    rows = []
+    for f in sorted((dataset / "fio").glob("*.json")):
+        (job,) = read_fio_json(f)
+        for d in job.directions:
+            st = getattr(job, d)
+            rows.append(
+                {
+                    "rw": job.rw,
+                    "dir": d,
+                    "bs": job.bs,
+                    "iodepth": job.iodepth,
+                    "iops": st.iops,
+                    "clat_us": st.clat.mean / 1e3,
+                    "file": f,
+                    "bins": st.clat.bins,
+                }
+            )
+    if not rows:
+        raise ConfigError(f"{dataset}: no fio baselines (run vsim measure --fio)")
+    return pd.DataFrame(rows)
+
+
+def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> TraceCalibration:
+    """Fit every number of a profile from `vsim measure` datasets (calibration points only).
+
+    CPU latencies come from the wake-up microbenchmarks (one-way = half a round trip); guest
+    and backend costs from the gaps between trace stages at the calibration points, minus the
+    components the microbenchmarks price; the disk from the real-fio baseline: the service-time
+    distribution per direction and block size from fio's clat at iodepth 1, and the number of
+    channels from the IOPS fio sustains at its highest iodepth.
+    """
+    ds = datasets[0]
+    if len(datasets) > 1:
+        raise ConfigError("calibrate: give one dataset directory")
+    prov = tomllib.loads((ds / "provenance.toml").read_text())
+    runs = _runs(ds, use)
+    # Costs come from the lowest calibration iodepth: there a stage gap is service, not queueing.
+    qd = min(int(row["iodepth"]) for row, _ in runs)
+    runs = [(row, r) for row, r in runs if int(row["iodepth"]) == qd]
+    mb = _microbench(ds)
+    fio = _fio(ds)
+    where = f"{ds} (calibration runs at iodepth {qd}; points: {use or 'dataset marks'})"
+    notes: list[str] = []
+
+    def m(src: str, method: str) -> dict[str, str]:
+        return {"provenance": "measured", "source": f"{src}; {method}"}
+
+    def cat(a: str, b: str) -> np.ndarray:
+        return np.concatenate([_gap(r, a, b) for _, r in runs])
+
+    half = {k: v / 2 for k, v in mb.items()}
+    eventfd = float(np.median(half["eventfd"]))  # one write or one read
+    wake_idle = half["wakeup_cross_cpu_blocking"]
+    wake_busy = half["wakeup_same_cpu_blocking"]
+    poll = half["wakeup_cross_cpu_polling"]
+    mbsrc = f"vsim measure --microbench in {ds}"
+    cpu: dict[str, Any] = {
+        "host_cpus": {"value": int(prov["cores"]), **m(f"{ds}/provenance.toml", "cores")},
+        "guest_vcpus": {"value": 1, **m("the reference guest", "one process, one thread")},
+        "wakeup_idle": {
+            **fit_dist(wake_idle, "wakeup_idle"),
+            **m(mbsrc, "half the cross-CPU blocking eventfd round trip"),
+        },
+        "wakeup_busy": {
+            **fit_dist(wake_busy, "wakeup_busy"),
+            **m(mbsrc, "half the same-CPU blocking eventfd round trip"),
+        },
+        "poll_detect": {
+            **fit_dist(poll, "poll_detect"),
+            **m(mbsrc, "half the cross-CPU polling round trip"),
+        },
+    }
+    wake_mean = float(np.mean(wake_idle))
+    submit_iocb = float(np.median(mb["aio_submit_per_iocb"]))
+    reap_event = float(np.median(mb["aio_getevents_per_event"]))
+    reap_call = max(float(np.median(mb["aio_getevents"])) - reap_event, 0.0)
+    kick = float(np.median(half["eventfd"]))
+    # Trace gaps at the calibration points (microseconds).
+    popped_after_kick = np.concatenate(
+        [
+            ((r.stages["kick_ns"] - r.stages["submit_ns"]) / 1e3)[
+                r.stages["pop_ns"] > r.stages["kick_ns"]
+            ]
+            for _, r in runs
+        ]
+    )
+    guest_submit = np.clip(popped_after_kick - kick, 0, None)
+    kick_to_pop = cat("kick_ns", "pop_ns")
+    pop = np.clip(kick_to_pop - wake_mean - eventfd, 0, None)
+    submit_call = np.clip(cat("pop_ns", "io_submit_ns") - submit_iocb, 0, None)
+    push = np.clip(cat("io_complete_ns", "used_push_ns") - reap_event, 0, None)
+    signal = cat("used_push_ns", "signal_ns")
+    guest_complete = np.clip(cat("irq_ns", "reap_ns") - eventfd, 0, None)
+    tsrc = f"stage gaps of the reference traces in {where}"
+
+    def fixed(v: float, src: str, method: str) -> dict[str, Any]:
+        return {"dist": "fixed", "value_us": round(v, 3), **m(src, method)}
+
+    def both(spec: dict[str, Any]) -> dict[str, Any]:
+        return {"user": spec, "kernel": dict(spec)}
+
+    costs: dict[str, Any] = {
+        "guest_submit": {
+            **fit_dist(guest_submit, "guest_submit"),
+            **m(tsrc, "submit -> kick returned (backend popped later), minus kick"),
+        },
+        "kick": fixed(kick, mbsrc, "one eventfd write: half the eventfd write+read"),
+        "guest_irq": fixed(eventfd, mbsrc, "one eventfd read"),
+        "guest_complete": {
+            **fit_dist(guest_complete, "guest_complete"),
+            **m(tsrc, "irq wait returned -> reaped, minus one eventfd read"),
+        },
+        "wait_return": both(fixed(0.0, tsrc, "not separable in the trace: included in pop")),
+        "notify_read": both(fixed(eventfd, mbsrc, "one eventfd read")),
+        "pop": both(
+            {
+                **fit_dist(pop, "pop"),
+                **m(tsrc, "kick -> popped, minus a mean idle wake-up and an eventfd read"),
+            }
+        ),
+        "submit_call": both(
+            {
+                **fit_dist(submit_call, "submit_call"),
+                **m(tsrc, "popped -> io_submit returned, minus one iocb"),
+            }
+        ),
+        "submit_iocb": both(fixed(submit_iocb, mbsrc, "io_submit per iocb in a batch of 8")),
+        "reap_call": both(fixed(reap_call, mbsrc, "io_getevents of one event minus one event")),
+        "reap_event": both(fixed(reap_event, mbsrc, "io_getevents per event in a batch")),
+        "push": both(
+            {
+                **fit_dist(push, "push"),
+                **m(tsrc, "reaped -> used index published, minus one reaped event"),
+            }
+        ),
+        "signal": both(
+            {**fit_dist(signal, "signal"), **m(tsrc, "used index published -> irq eventfd written")}
+        ),
+    }
+    notes.append(
+        "both designs run as user-space threads in the reference backend, so the "
+        "user and kernel variants of every host cost are the same measurement"
+    )
+    disk = _disk(fio, ds)
+    queue = sorted({int(r.meta.get("queue_size", 0)) for _, r in runs})
+    doc = {
+        "schema": SCHEMA,
+        "name": name,
+        "description": (
+            f"calibrated by vsim calibrate from {ds} on {prov.get('cpu_model', '?')}, "
+            f"{prov.get('cores', '?')} cores, Linux {prov.get('kernel', '?')}, "
+            f"{prov.get('date', '?')}"
+        ),
+        "cpu": cpu,
+        "device": {"queue_size": {"value": queue[-1], **m(tsrc, "the reference ring's size")}},
+        "costs": costs,
+        "disk": disk,
+    }
+    return TraceCalibration(_strip_notes(doc), notes)
+
+
+def _strip_notes(doc: dict[str, Any]) -> dict[str, Any]:
+    """Move each distribution's fit note into its source string."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            note = node.pop("fit_note", None)
+            if note is not None:
+                node["source"] = f"{node.get('source', '')}; fit: {note}"
+            for v in node.values():
+                walk(v)
+        return node
+
+    out: dict[str, Any] = walk(doc)
+    return out
+
+
+def _disk(fio: pd.DataFrame, ds: Path) -> dict[str, Any]:
+    """A `parallel` disk: per rw/bs service from fio's QD1 clat, channels from fio's peak IOPS."""
+    service: dict[str, Any] = {}
+    channels = []
+    for (d, bs), g in fio.groupby(["dir", "bs"]):
+        qd1 = g[g.iodepth == g.iodepth.min()]
+        samples = np.concatenate([sample_from_bins(b) for b in qd1["bins"] if b]) / 1e3
+        key = f"{d}_{bs}"
+        spec = fit_dist(samples, f"disk {key}")
+        spec.update(
+            provenance="measured",
+            source=f"real fio (libaio, O_DIRECT) clat at iodepth {qd1.iodepth.min()} in {ds}/fio",
+        )
+        service[key] = spec
+        peak = g.groupby("iodepth")["iops"].mean().max()
+        channels.append(peak * float(np.mean(samples)) / 1e6)
+    k = max(1, round(float(np.median(channels))))
+    return {
+        "model": "parallel",
+        "channels": {
+            "value": k,
+            "provenance": "measured",
+            "source": f"peak fio IOPS x mean QD1 service time (median over rw/bs: "
+            f"{np.median(channels):.2f}) in {ds}/fio",
+        },
+        "service": service,
+    }
