@@ -18,7 +18,7 @@ from scipy import stats
 from vsim.engine import simulate
 from vsim.errors import ConfigError
 from vsim.fio import bins_from_ns, latency_summary, percentile_key, sample_from_bins
-from vsim.measured import LATENCY_KINDS, POINT_KEYS, MeasuredSet
+from vsim.measured import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Scenario, Workload, design
@@ -27,15 +27,7 @@ from vsim.scenario import DESIGNS, Scenario, Workload, design
 LEVEL_STEP = 1e-4
 _LEVELS = 10_000  # levels per unit probability (1 / LEVEL_STEP, exact)
 #: The metrics compared per point (suffixes ``_meas _lo _hi _pred _err_pct _in_ci``).
-COMPARED = (
-    "iops",
-    "clat_mean_us",
-    "clat_p50_us",
-    "clat_p99_us",
-    "lat_mean_us",
-    "lat_p50_us",
-    "lat_p99_us",
-)
+COMPARED = tuple(m for m in METRICS if m != "slat_mean_us")
 GAIN_KEYS = tuple(k for k in POINT_KEYS if k != "design")
 BASELINE, CONTENDER = "virtio-blk", "vhost-blk"
 DEFAULT_IOS = 20_000
