@@ -54,10 +54,12 @@ def test_littles_law(d, w, seed_profile):  # type: ignore[no-untyped-def]
 def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
     """Disk busy fraction = throughput x service time (fixed 100 us disk, one channel)."""
     prof = make_profile(
-        costs={"guest_submit": {"dist": "exponential", "mean_us": 20.0},
-               "pop": {"dist": "fixed", "value_us": 3.0}},
+        costs={
+            "guest_submit": {"dist": "exponential", "mean_us": 20.0},
+            "pop": {"dist": "fixed", "value_us": 3.0},
+        },
         wakeup_idle={"dist": "uniform", "low_us": 5.0, "high_us": 15.0},
-    )  # fmt: skip
+    )
     w = Workload(rw="randread", iodepth=4, number_ios=4000)
     r = simulate(Scenario(workload=w, design=d, profile="test"), seed=2, profile=prof)
     assert r.levels["disk.busy"] == pytest.approx(r.iops * 100e-6, rel=0.01)

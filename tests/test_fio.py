@@ -72,16 +72,30 @@ def test_small_values_are_their_own_bucket() -> None:
     ("ns", "idx"),
     [
         # msb 7 (error_bits 1, base 128): offset = (val >> 1) & 63
-        (128, 128), (129, 128), (130, 129), (200, 164), (255, 191),
+        (128, 128),
+        (129, 128),
+        (130, 129),
+        (200, 164),
+        (255, 191),
         # msb 8 (error_bits 2, base 192)
-        (256, 192), (259, 192), (260, 193), (300, 203), (511, 255),
-        (512, 256), (1023, 319), (1024, 320),
+        (256, 192),
+        (259, 192),
+        (260, 193),
+        (300, 203),
+        (511, 255),
+        (512, 256),
+        (1023, 319),
+        (1024, 320),
         # group boundaries 2^m land on (m - 5) * 64
-        (1 << 20, 15 * 64), ((1 << 20) - 1, 15 * 64 - 1),
+        (1 << 20, 15 * 64),
+        ((1 << 20) - 1, 15 * 64 - 1),
         # the last group (msb 33) ends at 1855; anything larger is clamped there
-        ((1 << 33), 1792), ((1 << 34) - 1, 1855), (1 << 34, 1855), (1 << 62, 1855),
+        ((1 << 33), 1792),
+        ((1 << 34) - 1, 1855),
+        (1 << 34, 1855),
+        (1 << 62, 1855),
     ],
-)  # fmt: skip
+)
 def test_val_to_idx_by_hand(ns: int, idx: int) -> None:
     assert plat_val_to_idx(ns) == idx
     assert plat_val_to_idx_array(np.array([ns]))[0] == idx
@@ -91,10 +105,17 @@ def test_val_to_idx_by_hand(ns: int, idx: int) -> None:
     ("idx", "ns"),
     [
         # base + (k + 0.5) * 2^error_bits, the middle of the bucket
-        (128, 129), (129, 131), (164, 201), (191, 255), (192, 258), (203, 302), (255, 510),
-        (256, 516), (1855, (1 << 33) + 127 * (1 << 26)),
+        (128, 129),
+        (129, 131),
+        (164, 201),
+        (191, 255),
+        (192, 258),
+        (203, 302),
+        (255, 510),
+        (256, 516),
+        (1855, (1 << 33) + 127 * (1 << 26)),
     ],
-)  # fmt: skip
+)
 def test_idx_to_val_by_hand(idx: int, ns: int) -> None:
     assert plat_idx_to_val(idx) == ns
     assert plat_idx_to_val_array(np.array([idx]))[0] == ns
@@ -158,8 +179,12 @@ def test_latency_summary_of_a_known_sample() -> None:
 
 def test_latency_summary_edge_cases() -> None:
     assert latency_summary([], with_bins=True) == {
-        "min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0,
-    }  # fmt: skip
+        "min": 0,
+        "max": 0,
+        "mean": 0.0,
+        "stddev": 0.0,
+        "N": 0,
+    }
     one = latency_summary([5000], with_bins=False)
     assert one["stddev"] == 0.0 and one["N"] == 1 and "bins" not in one
     assert set(one["percentile"].values()) == {plat_idx_to_val(plat_val_to_idx(5000))}

@@ -91,8 +91,15 @@ def test_directory_with_manifest(dataset: Path, results: dict[str, Result]) -> N
         assert (row["rw"], row["bs"], row["iodepth"], row["numjobs"]) == ("rw", 512, 2, 1)
         assert row["ios"] == want[d]["ios"]
         assert row["iops"] == pytest.approx(want[d]["iops"], rel=1e-12)
-        for col in ("clat_mean_us", "lat_mean_us", "slat_mean_us", "clat_p50_us", "clat_p99_us",
-                    "lat_p50_us", "lat_p99_us"):  # fmt: skip
+        for col in (
+            "clat_mean_us",
+            "lat_mean_us",
+            "slat_mean_us",
+            "clat_p50_us",
+            "clat_p99_us",
+            "lat_p50_us",
+            "lat_p99_us",
+        ):
             assert row[col] == pytest.approx(want[d][col], rel=1e-9), col
         assert row["samples"]
 
@@ -207,11 +214,13 @@ def test_fio_file_missing_keys(dataset: Path, results: dict[str, Result]) -> Non
         ("file,design,repeat\nvirtio-0.json,virtio-blk,0,extra\n", r"line 2: 4 fields"),
         ("file,design,repeat,iops\nvirtio-0.json,virtio-blk,0,5\n", r"column 'iops' is reserved"),
         ("file,design,repeat,bs\nvirtio-0.json,virtio-blk,0,5\n", r"column 'bs' is reserved"),
-        ("file,design,repeat\nvirtio-0.json,virtio-blk,0\nvirtio-0.json,virtio-blk,1\n",
-         r"line 3: 'virtio-0\.json' is listed twice"),
+        (
+            "file,design,repeat\nvirtio-0.json,virtio-blk,0\nvirtio-0.json,virtio-blk,1\n",
+            r"line 3: 'virtio-0\.json' is listed twice",
+        ),
         ("", r"empty"),
     ],
-)  # fmt: skip
+)
 def test_bad_manifest(tmp_path: Path, results: dict[str, Result], text: str, message: str) -> None:
     _write(tmp_path / "virtio-0.json", results["virtio-0"], keep_vsim=False)
     _manifest(tmp_path, text)

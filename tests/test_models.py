@@ -93,9 +93,15 @@ def test_queue_size_power_of_two():
 # -- hdd ---------------------------------------------------------------------------------------
 
 HDD = {
-    "rpm": 7200.0, "seek_avg_ms": 10.0, "seek_min_ms": 1.0, "overhead_us": 100.0,
-    "media_mib_s": 100.0, "interface_mib_s": 286.0, "buffer_kib": 64.0, "write_cache": 1.0,
-}  # fmt: skip
+    "rpm": 7200.0,
+    "seek_avg_ms": 10.0,
+    "seek_min_ms": 1.0,
+    "overhead_us": 100.0,
+    "media_mib_s": 100.0,
+    "interface_mib_s": 286.0,
+    "buffer_kib": 64.0,
+    "write_cache": 1.0,
+}
 
 
 def test_hdd_sequential_reads_hit_buffer():

@@ -31,8 +31,9 @@ def product_form(request):  # type: ignore[no-untyped-def]
         "channels": prov({"value": 1}),
         "service": {"read": prov({"dist": "exponential", "mean_us": DISK_US})},
     }
-    doc = profile_dict(costs={"submit_iocb": {"dist": "exponential", "mean_us": SUBMIT_US}},
-                       disk=disk)  # fmt: skip
+    doc = profile_dict(
+        costs={"submit_iocb": {"dist": "exponential", "mean_us": SUBMIT_US}}, disk=disk
+    )
     return Profile.from_dict(doc, "test")
 
 
@@ -40,8 +41,11 @@ def product_form(request):  # type: ignore[no-untyped-def]
 def test_closed_network_matches_mva(n, product_form):  # type: ignore[no-untyped-def]
     exact = mva([Station("submitter", SUBMIT_US), Station("disk", DISK_US)], n)
     w = Workload(rw="randread", iodepth=n, number_ios=20000)
-    r = simulate(Scenario(workload=w, design=design("vhost-blk"), profile="test"), seed=11,
-                 profile=product_form)  # fmt: skip
+    r = simulate(
+        Scenario(workload=w, design=design("vhost-blk"), profile="test"),
+        seed=11,
+        profile=product_form,
+    )
     x_sim = r.iops / 1e6  # per us
     assert x_sim == pytest.approx(exact.throughput[-1], rel=0.02)
     assert r.lat_ns.mean() / 1e3 == pytest.approx(exact.response[-1], rel=0.02)

@@ -57,8 +57,9 @@ def oracle_profile() -> Profile:
 @pytest.mark.parametrize("n", [1, 4])
 def test_adaptive_run_reaches_precision_and_covers_the_truth(n, oracle_profile):  # type: ignore[no-untyped-def]
     exact = mva([Station("s", 40.0), Station("d", 100.0)], n)
-    s = Scenario(workload=Workload(rw="randread", iodepth=n), design=design("vhost-blk"),
-                 profile="oracle")  # fmt: skip
+    s = Scenario(
+        workload=Workload(rw="randread", iodepth=n), design=design("vhost-blk"), profile="oracle"
+    )
     r = simulate(s, seed=5, profile=oracle_profile, precision=0.02)
     assert r.iops_rel_hw <= 0.02 and r.lat_rel_hw <= 0.02
     # The stated interval covers the analytic truth (2.5 half-widths: a loose coverage check).
@@ -71,8 +72,9 @@ def test_adaptive_run_reaches_precision_and_covers_the_truth(n, oracle_profile):
 
 
 def test_cap_on_ios(oracle_profile):  # type: ignore[no-untyped-def]
-    s = Scenario(workload=Workload(rw="randread", iodepth=2), design=design("vhost-blk"),
-                 profile="oracle")  # fmt: skip
+    s = Scenario(
+        workload=Workload(rw="randread", iodepth=2), design=design("vhost-blk"), profile="oracle"
+    )
     r = simulate(s, seed=1, profile=oracle_profile, precision=0.0001, max_ios=5000)
     assert 5000 <= r.ios < 5100
     assert r.iops_rel_hw > 0.0001  # the cap stopped it, and the row says how far it got

@@ -18,8 +18,9 @@ def test_bundled_seed_profile_loads_with_provenance():
     assert p.host_cpus == 4 and p.guest_vcpus == 1 and p.queue_size == 128
     assert p.disk["model"] == "hdd"
     # Every number has a provenance entry naming its kind and source.
-    assert all(v.split(":")[0] in ("measured", "fitted", "cited", "derived")
-               for v in p.provenance.values())  # fmt: skip
+    assert all(
+        v.split(":")[0] in ("measured", "fitted", "cited", "derived") for v in p.provenance.values()
+    )
     for op in HOST_OPS:
         assert f"costs.{op}.user" in p.provenance and f"costs.{op}.kernel" in p.provenance
     for op in GUEST_OPS:

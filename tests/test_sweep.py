@@ -34,7 +34,7 @@ def test_dask_local_cluster_identical(serial_rows):  # type: ignore[no-untyped-d
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,  # fmt: skip
+        ) as cluster,
     ):
         rows = run_points(
             POINTS, precision=0.05, max_ios=20_000, scheduler=cluster.scheduler_address
@@ -43,9 +43,27 @@ def test_dask_local_cluster_identical(serial_rows):  # type: ignore[no-untyped-d
 
 
 def _sweep_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "vsim.cli", "sweep", "--rw", "randread", "--bs", "4k",
-            "--iodepth", "1-6", "--ios", "2000", "--jobs", "1", "--format", "csv",
-            "--out", str(out), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "vsim.cli",
+        "sweep",
+        "--rw",
+        "randread",
+        "--bs",
+        "4k",
+        "--iodepth",
+        "1-6",
+        "--ios",
+        "2000",
+        "--jobs",
+        "1",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_resume_after_kill_9(tmp_path: Path):
@@ -70,8 +88,9 @@ def test_resume_after_kill_9(tmp_path: Path):
     for p in kept[1:]:
         assert (points / p).read_bytes() == before[p]  # finished points untouched
     # The resumed sweep equals a sweep run in one go.
-    fresh = subprocess.run(_sweep_cmd(tmp_path / "fresh"), capture_output=True, text=True,
-                           check=False)  # fmt: skip
+    fresh = subprocess.run(
+        _sweep_cmd(tmp_path / "fresh"), capture_output=True, text=True, check=False
+    )
     assert fresh.returncode == 0
     assert r.stdout == fresh.stdout
     assert (out / "results.csv").read_text() == (tmp_path / "fresh" / "results.csv").read_text()

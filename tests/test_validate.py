@@ -204,8 +204,11 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Profile, Measur
         for qd in DEPTHS:
             w = Workload(rw="randrw", bs=4096, iodepth=qd, number_ios=IOS)
             for r in range(REPEATS):
-                res = simulate(Scenario(workload=w, design=design(d), profile="test"),
-                               seed=100 + r, profile=prof)  # fmt: skip
+                res = simulate(
+                    Scenario(workload=w, design=design(d), profile="test"),
+                    seed=100 + r,
+                    profile=prof,
+                )
                 name = f"{d}-qd{qd}-r{r}.json"
                 (root / name).write_text(res.fio_json_text(), encoding="utf-8")
                 lines.append(f"{name},{d},{r},{qd == 1}")
@@ -266,8 +269,15 @@ def test_headline_excludes_calibration_points(validation: Validation) -> None:
 def test_report_files(validation: Validation, tmp_path: Path) -> None:
     written = validation.write_report(tmp_path)
     names = sorted(p.name for p in written)
-    for want in ("report.md", "table.csv", "gains.csv", "headline.csv", "measured.csv",
-                 "iops.png", "latency.png"):  # fmt: skip
+    for want in (
+        "report.md",
+        "table.csv",
+        "gains.csv",
+        "headline.csv",
+        "measured.csv",
+        "iops.png",
+        "latency.png",
+    ):
         assert want in names
     assert any(n.startswith("cdf-clat-") for n in names)
     assert any(n.startswith("cdf-lat-") for n in names)

@@ -26,9 +26,24 @@ FIO_IO_U_PLAT_NR = FIO_IO_U_PLAT_GROUP_NR * FIO_IO_U_PLAT_VAL
 
 #: fio's default ``percentile_list``.
 FIO_PERCENTILES: tuple[float, ...] = (
-    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0,
-    99.0, 99.5, 99.9, 99.95, 99.99,
-)  # fmt: skip
+    1.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    70.0,
+    80.0,
+    90.0,
+    95.0,
+    99.0,
+    99.5,
+    99.9,
+    99.95,
+    99.99,
+)
 
 DIRECTIONS = ("read", "write", "trim")
 LATENCIES = ("slat_ns", "clat_ns", "lat_ns")
@@ -310,9 +325,20 @@ class FioJob:
 _LINE_START_BRACE = re.compile(r"^\{", re.MULTILINE)
 _TIME_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _TIME_UNITS = {
-    "": 1.0, "s": 1.0, "sec": 1.0, "us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3,
-    "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0,
-}  # fmt: skip
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "us": 1e-6,
+    "usec": 1e-6,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
 
 
 def _looks_like_text(source: str) -> bool:
@@ -529,16 +555,29 @@ class JobSamples(TypedDict):
 def _empty_direction() -> dict[str, Any]:
     zero = latency_summary(np.zeros(0, dtype=np.int64), with_bins=False)
     return {
-        "io_bytes": 0, "io_kbytes": 0, "bw_bytes": 0, "bw": 0, "iops": 0.0, "runtime": 0,
-        "total_ios": 0, "short_ios": 0, "drop_ios": 0,
-        "slat_ns": dict(zero), "clat_ns": dict(zero), "lat_ns": dict(zero),
-    }  # fmt: skip
+        "io_bytes": 0,
+        "io_kbytes": 0,
+        "bw_bytes": 0,
+        "bw": 0,
+        "iops": 0.0,
+        "runtime": 0,
+        "total_ios": 0,
+        "short_ios": 0,
+        "drop_ios": 0,
+        "slat_ns": dict(zero),
+        "clat_ns": dict(zero),
+        "lat_ns": dict(zero),
+    }
 
 
 def _direction_json(
-    samples: Mapping[str, Any], elapsed_s: float, default_bs: int | None, json_plus: bool,
-    percentiles: Sequence[float], where: str,
-) -> dict[str, Any]:  # fmt: skip
+    samples: Mapping[str, Any],
+    elapsed_s: float,
+    default_bs: int | None,
+    json_plus: bool,
+    percentiles: Sequence[float],
+    where: str,
+) -> dict[str, Any]:
     if "clat_ns" not in samples:
         raise ConfigError(f"{where}: missing 'clat_ns'")
     clat = _as_ns(samples["clat_ns"])

@@ -76,23 +76,56 @@ POINTS = "points.csv"
 POINT_KEYS = ("design", "rw", "dir", "bs", "iodepth", "numjobs", "rwmixread")
 #: Measured metrics of a tidy row (NaN when not measured).
 METRICS = (
-    "iops", "slat_mean_us", "clat_mean_us", "clat_p50_us", "clat_p99_us",
-    "lat_mean_us", "lat_p50_us", "lat_p99_us",
-)  # fmt: skip
+    "iops",
+    "slat_mean_us",
+    "clat_mean_us",
+    "clat_p50_us",
+    "clat_p99_us",
+    "lat_mean_us",
+    "lat_p50_us",
+    "lat_p99_us",
+)
 #: The columns of :attr:`MeasuredSet.points`, in order (extra fields follow). ``run`` indexes
 #: :attr:`MeasuredSet.runs`; ``ios`` is the direction's I/O count (0: unknown, a summary);
 #: ``samples`` says whether json+ bins give per-I/O latencies.
 COLUMNS = (
-    "run", "source", "file", "job", "design", "repeat", "calibration", "rw", "dir", "bs",
-    "iodepth", "numjobs", "rwmixread", "ios", *METRICS, "samples", "note",
-)  # fmt: skip
+    "run",
+    "source",
+    "file",
+    "job",
+    "design",
+    "repeat",
+    "calibration",
+    "rw",
+    "dir",
+    "bs",
+    "iodepth",
+    "numjobs",
+    "rwmixread",
+    "ios",
+    *METRICS,
+    "samples",
+    "note",
+)
 DIRS = ("read", "write", "total")
 LATENCY_KINDS = ("clat", "lat")
 
 _MANIFEST_REQUIRED = ("file", "design", "repeat")
 _POINTS_REQUIRED = ("design", "rw", "dir", "bs", "iodepth", "iops")
-_KNOWN = {"design", "repeat", "calibration", "note", "rw", "dir", "bs", "iodepth",
-          "numjobs", "rwmixread", "size", *METRICS}  # fmt: skip
+_KNOWN = {
+    "design",
+    "repeat",
+    "calibration",
+    "note",
+    "rw",
+    "dir",
+    "bs",
+    "iodepth",
+    "numjobs",
+    "rwmixread",
+    "size",
+    *METRICS,
+}
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
 _LINE_START_BRACE = re.compile(r"^\{", re.MULTILINE)
@@ -508,11 +541,20 @@ def _rows(index: int, run: MeasuredRun) -> list[dict[str, Any]]:
     out = []
     for d in run.dirs:
         row: dict[str, Any] = {
-            "run": index, "source": run.source, "file": run.file, "job": run.job,
-            "design": run.design, "repeat": run.repeat, "calibration": run.calibration,
-            "rw": w.rw, "dir": d, "bs": w.bs, "iodepth": w.iodepth, "numjobs": w.numjobs,
+            "run": index,
+            "source": run.source,
+            "file": run.file,
+            "job": run.job,
+            "design": run.design,
+            "repeat": run.repeat,
+            "calibration": run.calibration,
+            "rw": w.rw,
+            "dir": d,
+            "bs": w.bs,
+            "iodepth": w.iodepth,
+            "numjobs": w.numjobs,
             "rwmixread": w.rwmixread,
-        }  # fmt: skip
+        }
         if run.fio is not None:
             st = _fio_direction(run.fio, d)
             row.update(ios=st.total_ios, iops=st.iops, slat_mean_us=_us(st.slat))

@@ -133,8 +133,11 @@ class Result:
                 "iops": n / self.elapsed_s,
                 "bw_kib_s": n * w.bs / 1024 / self.elapsed_s,
             }
-            for name, arr in (("slat", self.slat_ns[m]), ("clat", self.clat_ns[m]),
-                              ("lat", self.lat_ns[m])):  # fmt: skip
+            for name, arr in (
+                ("slat", self.slat_ns[m]),
+                ("clat", self.clat_ns[m]),
+                ("lat", self.lat_ns[m]),
+            ):
                 summ = latency_summary(arr, with_bins=False, percentiles=(50.0, 99.0))
                 row[f"{name}_mean_us"] = summ["mean"] / 1000
                 if name != "slat":
