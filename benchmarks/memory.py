@@ -27,12 +27,15 @@ def main() -> None:
     ap.add_argument("--ios", type=int, default=10_000_000)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(a.ios)], check=True,
-                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(a.ios)], check=True, capture_output=True, text=True
+    ).stdout.split()
     wall = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"{int(out[0]):,} I/Os ({int(out[1]):,} events) in {wall:.0f} s: "
-          f"peak RSS {peak_mib:,.0f} MiB")  # fmt: skip
+    print(
+        f"{int(out[0]):,} I/Os ({int(out[1]):,} events) in {wall:.0f} s: "
+        f"peak RSS {peak_mib:,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -33,12 +33,15 @@ def main() -> None:
     print("iodepth  X_mva(IOPS)  X_sim(IOPS)  err_X%   R_mva(us)  R_sim(us)  err_R%")
     for n in (1, 2, 4, 8, 16, 32):
         w = Workload(rw="randread", iodepth=n, number_ios=a.ios)
-        r = simulate(Scenario(workload=w, design=design("vhost-blk"), profile="oracle"), a.seed,
-                     profile=prof)  # fmt: skip
+        r = simulate(
+            Scenario(workload=w, design=design("vhost-blk"), profile="oracle"), a.seed, profile=prof
+        )
         xm, rm = exact.throughput[n - 1] * 1e6, exact.response[n - 1]
         rs = r.lat_ns.mean() / 1e3
-        print(f"{n:7d}  {xm:11.1f}  {r.iops:11.1f}  {100 * (r.iops / xm - 1):+6.2f}  "
-              f"{rm:9.1f}  {rs:9.1f}  {100 * (rs / rm - 1):+6.2f}")  # fmt: skip
+        print(
+            f"{n:7d}  {xm:11.1f}  {r.iops:11.1f}  {100 * (r.iops / xm - 1):+6.2f}  "
+            f"{rm:9.1f}  {rs:9.1f}  {100 * (rs / rm - 1):+6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ def main() -> None:
     a = ap.parse_args()
     pts = grid(
         Scenario(workload=Workload(rw="randread", bs=4096, number_ios=a.ios)),
-        {"design": ["virtio-blk", "vhost-blk"], "iodepth": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48,
-                                                            64]},
-    )  # fmt: skip
+        {
+            "design": ["virtio-blk", "vhost-blk"],
+            "iodepth": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64],
+        },
+    )
     times: dict[int, list[float]] = {1: [], 2: []}
     rows: dict[int, list[object]] = {}
     for _ in range(a.repeat):
@@ -33,9 +35,11 @@ def main() -> None:
             rows[jobs] = run_points(pts, jobs=jobs).rows
             times[jobs].append(time.perf_counter() - t0)
     t1, t2 = statistics.median(times[1]), statistics.median(times[2])
-    print(f"24 points x {a.ios} I/Os: 1 worker {t1:.2f} s, 2 workers {t2:.2f} s "
-          f"(medians of {a.repeat}); efficiency {100 * t1 / (2 * t2):.0f} %; "
-          f"identical rows: {rows[1] == rows[2]}")  # fmt: skip
+    print(
+        f"24 points x {a.ios} I/Os: 1 worker {t1:.2f} s, 2 workers {t2:.2f} s "
+        f"(medians of {a.repeat}); efficiency {100 * t1 / (2 * t2):.0f} %; "
+        f"identical rows: {rows[1] == rows[2]}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,16 +22,28 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
-    cmd = [sys.executable, "-m", "vsim.cli", "sweep", "--precision", "0.01", "--jobs",
-           str(a.jobs), "--format", "csv"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vsim.cli",
+        "sweep",
+        "--precision",
+        "0.01",
+        "--jobs",
+        str(a.jobs),
+        "--format",
+        "csv",
+    ]
     walls = []
     for _ in range(a.repeat):
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         walls.append(time.perf_counter() - t0)
     med = statistics.median(walls)
-    print(f"seed grid, --precision 0.01, --jobs {a.jobs}: median wall {med:.2f} s over "
-          f"{a.repeat} runs (min {min(walls):.2f}, max {max(walls):.2f})")  # fmt: skip
+    print(
+        f"seed grid, --precision 0.01, --jobs {a.jobs}: median wall {med:.2f} s over "
+        f"{a.repeat} runs (min {min(walls):.2f}, max {max(walls):.2f})"
+    )
     print(f"speed-up over {FIO_SECONDS // 60} min of fio: {FIO_SECONDS / med:.0f}x")
 
 

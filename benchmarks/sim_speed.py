@@ -52,8 +52,10 @@ def main() -> None:
         for qd in (1, 8, 32):
             rates, bases, ev = [], [], 0.0
             for _ in range(a.repeat):
-                s = Scenario(workload=Workload(rw="randread", bs=4096, iodepth=qd,
-                                               number_ios=a.ios), design=design(name))  # fmt: skip
+                s = Scenario(
+                    workload=Workload(rw="randread", bs=4096, iodepth=qd, number_ios=a.ios),
+                    design=design(name),
+                )
                 t0 = time.perf_counter()
                 r = simulate(s, 1, profile=prof)
                 rates.append(r.ios / (time.perf_counter() - t0))
