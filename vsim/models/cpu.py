@@ -10,7 +10,7 @@ from typing import Any
 import simpy
 from simpy.events import NORMAL
 
-from vsim.models.monitor import Level, Registry
+from vsim.models.monitor import Busy, Level, Registry
 
 Proc = Generator[simpy.Event, Any, Any]
 
@@ -24,7 +24,7 @@ class Cpu:
         self.index = index
         self.holder: Thread | None = None
         self.waiters: deque[Thread] = deque()
-        self.busy = stats.level(f"cpu{index}.busy")
+        self.busy = stats.busy(f"cpu{index}.busy")
         self.queue = stats.level(f"cpu{index}.queue")
 
     @property
@@ -98,7 +98,7 @@ class Thread:
         self._latency = latency
         self.state = "new"
         self._ev: simpy.Event | None = None
-        self.busy: Level = stats.level(f"{name}.busy")
+        self.busy: Busy = stats.busy(f"{name}.busy")
         self.polling: Level = stats.level(f"{name}.poll")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
 
@@ -114,14 +114,17 @@ class Thread:
     def _running(self) -> None:
         self.state = "running"
         now = self.env.now
-        self.busy.set(1, now)
-        self.cpu.busy.set(1, now)
+        b, c = self.busy, self.cpu.busy
+        b.on = c.on = True
+        b.since = c.since = now
 
     def _release(self) -> None:
         now = self.env.now
-        self.busy.set(0, now)
         cpu = self.cpu
-        cpu.busy.set(0, now)
+        b, c = self.busy, cpu.busy
+        b.total += now - b.since
+        c.total += now - c.since
+        b.on = c.on = False
         if cpu.waiters:
             nxt = cpu.waiters.popleft()
             cpu.queue.add(-1, now)

@@ -39,17 +39,52 @@ class Level:
         return (self._area + self.level * (now - self._since)) / span
 
 
+class Busy:
+    """Busy time of a thread or CPU: cheaper than a Level for an on/off signal on the hot path.
+
+    Callers switch it by setting `on` and `since` directly (no call): on at `since`, or off.
+    """
+
+    __slots__ = ("_t0", "name", "on", "since", "total")
+
+    def __init__(self, name: str, now: float = 0.0) -> None:
+        self.name = name
+        self.on = False
+        self.since = now
+        self.total = 0.0
+        self._t0 = now
+
+    def reset(self, now: float) -> None:
+        """Forget the history before now."""
+        self.total = 0.0
+        self._t0 = now
+        if self.on:
+            self.since = now
+
+    def mean(self, now: float) -> float:
+        """The busy fraction from the last reset to now."""
+        span = now - self._t0
+        busy = self.total + (now - self.since if self.on else 0.0)
+        return busy / span if span > 0 else float(self.on)
+
+
 class Registry:
     """All levels of one simulation, so the engine can reset and read them together."""
 
     def __init__(self) -> None:
-        self.levels: dict[str, Level] = {}
+        self.levels: dict[str, Level | Busy] = {}
 
     def level(self, name: str, now: float = 0.0) -> Level:
         """A new named level (names are unique: "cpu0.busy", "disk.queue", ...)."""
         lv = Level(name, now)
         self.levels[name] = lv
         return lv
+
+    def busy(self, name: str, now: float = 0.0) -> Busy:
+        """A new named busy-time accumulator."""
+        b = Busy(name, now)
+        self.levels[name] = b
+        return b
 
     def reset(self, now: float) -> None:
         """Reset every level at the end of the warm-up."""
