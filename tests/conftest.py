@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +52,17 @@ def profile_dict(
             "channels": prov({"value": 1}),
         },
     }
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    """A fresh directory on a disk file system (O_DIRECT works), or skip."""
+    from vsim.reference.linux import memory_filesystem
+
+    fs = memory_filesystem(str(tmp_path))
+    if fs is not None:
+        pytest.skip(f"tmp_path {tmp_path} is on {fs}: no direct I/O there")
+    return tmp_path
 
 
 @pytest.fixture

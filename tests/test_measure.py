@@ -18,14 +18,6 @@ from vsim.reference.linux import memory_filesystem
 from vsim.scenario import Workload
 
 
-@pytest.fixture
-def disk_dir(tmp_path: Path) -> Path:
-    fs = memory_filesystem(str(tmp_path))
-    if fs is not None:
-        pytest.skip(f"tmp_path is on {fs}: no direct I/O there")
-    return tmp_path
-
-
 def test_plan_interleaves_designs_and_spreads_repeats():
     c = Campaign(iodepths=(1, 4), repeat=2)
     plan = [(r, w.iodepth, d) for r, w, d in c.plan()]

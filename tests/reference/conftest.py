@@ -10,19 +10,9 @@ import pytest
 
 from vsim.errors import UnavailableError
 from vsim.reference import ENGINES, open_engine
-from vsim.reference.linux import memory_filesystem
 from vsim.reference.storage import create_scratch
 
 _availability: dict[str, str | None] = {}
-
-
-@pytest.fixture
-def disk_dir(tmp_path: Path) -> Path:
-    """A fresh directory on a disk file system (O_DIRECT works), or skip."""
-    fs = memory_filesystem(str(tmp_path))
-    if fs is not None:
-        pytest.skip(f"tmp_path {tmp_path} is on {fs}: no direct I/O there")
-    return tmp_path
 
 
 def engine_unavailable(name: str, directory: Path) -> str | None:
