@@ -187,7 +187,8 @@ class _Model:
         while True:
             rec.rearm(n)
             self.env.run(until=rec.stop)
-            lat = self.rec.columns()["slat_ns"] + self.rec.columns()["clat_ns"]
+            cols = self.rec.columns()
+            lat = cols["slat_ns"] + cols["clat_ns"]
             d = mser5(lat.astype(np.float64))
             if d < 0.4 * len(lat) or 2 * n > max_ios:
                 break
