@@ -30,6 +30,7 @@ DEFAULT_MAX_IOS = 2_000_000  # cap on measured I/Os per point in adaptive runs
 MIN_IOS = 3_000  # first checkpoint of an adaptive run
 PILOT_IOS = 1_000  # warm-up pilot, at least
 PILOT_PER_IO = 20  # ... and this many I/Os per I/O in flight
+GROW_MARGIN, GROW_MIN, GROW_MAX = 1.1, 1.5, 10.0  # run-length growth between checkpoints
 
 
 def point_key(scenario: Scenario) -> str:
@@ -109,7 +110,8 @@ def simulate(
             worst = max(measured.iops_ci.rel_halfwidth, measured.lat_ci.rel_halfwidth)
             if worst <= goal or rec.count >= max_ios:
                 break
-            grow = min(max((worst / goal) ** 2 * 1.1, 1.5), 10.0)
+            # The half-width shrinks as 1/sqrt(n): aim a little past the goal, within bounds.
+            grow = min(max((worst / goal) ** 2 * GROW_MARGIN, GROW_MIN), GROW_MAX)
             target = min(int(rec.count * grow), max_ios)
     return m.result(measured, time.perf_counter() - wall0)
 
