@@ -249,3 +249,27 @@ def test_fixed_dist():
     d = Dist.fixed(3.0)
     assert d.mean == 3.0 and d.variance == 0.0
     assert dist_from_dict(d.to_dict(), "x") == d
+
+
+def test_lock_serialises_threads_and_hands_over_on_block():
+    from vsim.models.cpu import Lock
+
+    env, _, (a, b) = _threads(2, [0, 1])
+    lock = Lock()
+    a.lock = b.lock = lock
+    fd_a, fd_b = Notifier("a"), Notifier("b")
+    ran: list[tuple[str, float]] = []
+
+    def worker(t, fd, name, work):  # type: ignore[no-untyped-def]
+        yield from t.start()
+        ran.append((name, env.now))
+        yield env.timeout(work)
+        yield from t.wait([fd])
+
+    env.process(worker(a, fd_a, "a", 100.0))
+    env.process(worker(b, fd_b, "b", 10.0))
+    env.run(until=1000)
+    # Both start at 50 (idle wake-ups on two CPUs); b finds the lock held by a, blocks, and is
+    # handed the lock when a blocks at 150, waking 50 later (an idle wake-up): it runs at 200.
+    assert ran == [("a", 50.0), ("b", 200.0)]
+    assert lock.handoffs == 1 and lock.holder is None

@@ -197,6 +197,12 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
             **fit_dist(poll, "poll_detect"),
             **m(mbsrc, "half the cross-CPU polling round trip"),
         },
+        "backend_lock": {
+            "value": 1,
+            "provenance": "derived",
+            "source": "the reference backend's threads are Python threads of one process: "
+            "they hold CPython's global interpreter lock to run and drop it when they block",
+        },
     }
     wake_mean = float(np.mean(wake_idle))
     submit_iocb = float(np.median(mb["aio_submit_per_iocb"]))

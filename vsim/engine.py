@@ -12,7 +12,7 @@ import simpy
 
 from vsim.errors import ConfigError
 from vsim.models.backends import Backend
-from vsim.models.cpu import Cpu, Notifier, Thread
+from vsim.models.cpu import Cpu, Lock, Notifier, Thread
 from vsim.models.disk import build_disk
 from vsim.models.dists import Sampler
 from vsim.models.guest import FioJob, Vcpu
@@ -165,6 +165,10 @@ class _Model:
             Thread(env, name, cpus, at, d.poll_us, latency, stats)
             for name, at in zip(d.thread_names, backend_at, strict=True)
         ]
+        if prof.backend_lock:
+            lock = Lock()
+            for t in self.threads:
+                t.lock = lock
         self.backend = Backend(
             env, d, self.threads, vq, kick, irq, self.disk, costs, stats.level("aio.completed")
         )

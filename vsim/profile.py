@@ -64,6 +64,7 @@ class Profile:
     disk_irq_cpu: int | None
     guest_halt_poll_us: float
     queue_size: int
+    backend_lock: bool
     cpu: dict[str, Dist]
     costs: dict[str, dict[str, Dist]]
     disk: dict[str, Any]
@@ -195,6 +196,12 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         halt_poll = scalar(cpu_t, "guest_halt_poll_us", "cpu", prov)
         if halt_poll < 0:
             raise ProfileError(f"cpu.guest_halt_poll_us.value: must be >= 0, got {halt_poll}")
+    backend_lock = False  # absent: backend threads run independently (kernel or C threads)
+    if "backend_lock" in cpu_t:
+        lk = scalar(cpu_t, "backend_lock", "cpu", prov)
+        if lk not in (0, 1):
+            raise ProfileError(f"cpu.backend_lock.value: expected 0 or 1, got {lk}")
+        backend_lock = bool(lk)
     cpu = {k: dist(cpu_t, k, "cpu", prov) for k in CPU_LATENCIES}
     dev_t = _table(data, "device", "")
     qsize = scalar(dev_t, "queue_size", "device", prov)
@@ -227,6 +234,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         disk_irq_cpu=irq_cpu,
         guest_halt_poll_us=halt_poll,
         queue_size=int(qsize),
+        backend_lock=backend_lock,
         cpu=cpu,
         costs=costs,
         disk=disk,

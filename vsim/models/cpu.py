@@ -55,6 +55,23 @@ class Notifier:
         return n
 
 
+class Lock:
+    """A lock threads must hold to run, taken after their CPU and dropped when they block.
+
+    CPython's global interpreter lock is one: the reference backend's threads are Python
+    threads of one process, so its two-thread design serialises on it. A thread that finds the
+    lock held blocks (freeing its CPU) until the holder blocks and hands the lock over, which
+    wakes it like any other wake-up.
+    """
+
+    __slots__ = ("handoffs", "holder", "waiters")
+
+    def __init__(self) -> None:
+        self.holder: Thread | None = None
+        self.waiters: deque[Thread] = deque()
+        self.handoffs = 0
+
+
 class Thread:
     """A thread placed on a CPU (pinned or free) that runs costs and blocks on Notifiers.
 
@@ -71,6 +88,7 @@ class Thread:
         "cpu",
         "cpus",
         "env",
+        "lock",
         "name",
         "pinned",
         "poll_us",
@@ -101,6 +119,7 @@ class Thread:
         self.busy: Busy = stats.busy(f"{name}.busy")
         self.polling: Level = stats.level(f"{name}.poll")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
+        self.lock: Lock | None = None
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> Proc:
@@ -110,6 +129,8 @@ class Thread:
         self.notify()
         yield self._ev
         self._running()
+        if self.lock is not None:
+            yield from self._take_lock()
 
     def _running(self) -> None:
         self.state = "running"
@@ -119,6 +140,14 @@ class Thread:
         b.since = c.since = now
 
     def _release(self) -> None:
+        lock = self.lock
+        if lock is not None and lock.holder is self:
+            lock.holder = None
+            if lock.waiters:
+                nxt = lock.waiters.popleft()
+                lock.holder = nxt
+                lock.handoffs += 1
+                nxt.notify()
         now = self.env.now
         cpu = self.cpu
         b, c = self.busy, cpu.busy
@@ -166,6 +195,20 @@ class Thread:
         for fd in fds:
             fd.waiters.remove(self)
         self._running()
+        if self.lock is not None:
+            yield from self._take_lock()
+
+    def _take_lock(self) -> Proc:
+        lock = self.lock
+        assert lock is not None
+        while lock.holder is not None and lock.holder is not self:
+            lock.waiters.append(self)
+            self._ev = ev = self.env.event()
+            self.state = "blocked"
+            self._release()
+            yield ev
+            self._running()
+        lock.holder = self
 
     def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
         if self.state == "polling" and self._ev is ev and not ev.triggered:
