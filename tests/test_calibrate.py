@@ -114,6 +114,9 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     cal.write(out)
     prof = Profile.from_file(out)
     assert prof.host_cpus >= 1 and prof.disk["model"] == "parallel"
+    # Every number is measured, but the lock: a property of the reference implementation.
+    assert prof.provenance.pop("cpu.backend_lock").startswith("derived:")
+    assert prof.backend_lock
     assert all(v.startswith("measured:") for v in prof.provenance.values())
     r = simulate(
         Scenario(workload=Workload(rw="randread", iodepth=2, number_ios=500), profile="here"),
