@@ -154,7 +154,7 @@ class _Model:
         self.vq = vq = Virtqueue(
             prof.queue_size,
             levels=(stats.level("virtqueue.avail"), stats.level("virtqueue.used")),
-            clock=lambda: env.now,
+            env=env,
         )
         kick, irq = Notifier("kick"), Notifier("irq")
         self.disk, self.service = build_disk(env, prof.disk, w.size, rng_for("disk"), stats)

@@ -164,7 +164,10 @@ class Vcpu:
                     job.inflight += 1
                     yield env.timeout(t_done - env.now + c.guest_submit())
                     self.record(io)
-                    yield from self._add(nxt)
+                    if self._add(nxt):
+                        yield env.timeout(c.kick())
+                        self.kick.signal()
+                    nxt.t_issue = env.now
                 if carry:
                     yield env.timeout(carry)
                     carry = 0.0
@@ -172,18 +175,17 @@ class Vcpu:
                     io = job.new_io(env.now)
                     job.inflight += 1
                     yield env.timeout(c.guest_submit())
-                    yield from self._add(io)
+                    if self._add(io):
+                        yield env.timeout(c.kick())
+                        self.kick.signal()
+                    io.t_issue = env.now
                     worked = True
             if carry:
                 yield env.timeout(carry)
             if not worked:
                 yield from t.wait(fds)
 
-    def _add(self, io: IO) -> Proc:
-        """Make io available to the device and kick it unless notifications are suppressed."""
-        vq = self.vq
-        vq.add(io)
-        if vq.kick_prepare():
-            yield self.thread.env.timeout(self.costs.kick())
-            self.kick.signal()
-        io.t_issue = self.thread.env.now
+    def _add(self, io: IO) -> bool:
+        """Make io available to the device; True when the driver must kick (not suppressed)."""
+        self.vq.add(io)
+        return self.vq.kick_prepare()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from vsim.models.monitor import Level
@@ -31,12 +30,12 @@ class Virtqueue:
         size: int,
         descs_per_request: int = 1,
         levels: tuple[Level, Level] | None = None,
-        clock: Callable[[], float] | None = None,
+        env: Any = None,
     ) -> None:
         if size < 1 or size & (size - 1):
             raise ValueError(f"virtqueue size must be a power of 2, got {size}")
         self._levels = levels  # time-weighted occupancy of the available and used rings
-        self._clock = clock
+        self._env = env  # its clock (env.now) for the levels
         self.size = size
         self.descs_per_request = descs_per_request
         self.free = size
@@ -65,8 +64,8 @@ class Virtqueue:
         self.free -= self.descs_per_request
         self.avail.append(req)
         self.avail_idx = (self.avail_idx + 1) % U16
-        if self._levels and self._clock:
-            self._levels[0].add(1, self._clock())
+        if self._levels:
+            self._levels[0].add(1, self._env.now)
 
     def kick_prepare(self) -> bool:
         """After adding: must the driver notify the device? (virtqueue_kick_prepare)."""
@@ -82,8 +81,8 @@ class Virtqueue:
         if not self.used:
             return None
         self.free += self.descs_per_request
-        if self._levels and self._clock:
-            self._levels[1].add(-1, self._clock())
+        if self._levels:
+            self._levels[1].add(-1, self._env.now)
         return self.used.popleft()
 
     def enable_cb(self) -> bool:
@@ -96,8 +95,8 @@ class Virtqueue:
         """Take one request from the available ring (None when empty)."""
         if not self.avail:
             return None
-        if self._levels and self._clock:
-            self._levels[0].add(-1, self._clock())
+        if self._levels:
+            self._levels[0].add(-1, self._env.now)
         return self.avail.popleft()
 
     def enable_notify(self) -> bool:
@@ -109,8 +108,8 @@ class Virtqueue:
         """Place a completed request on the used ring."""
         self.used.append(req)
         self.used_idx = (self.used_idx + 1) % U16
-        if self._levels and self._clock:
-            self._levels[1].add(1, self._clock())
+        if self._levels:
+            self._levels[1].add(1, self._env.now)
 
     def should_signal(self) -> bool:
         """After pushing: must the device interrupt the driver? (virtio_should_notify)."""
