@@ -61,7 +61,6 @@ class Profile:
     description: str
     host_cpus: int
     guest_vcpus: int
-    disk_irq_cpu: int | None
     guest_halt_poll_us: float
     queue_size: int
     backend_lock: bool
@@ -185,12 +184,6 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
     for key, v in (("host_cpus", host_cpus), ("guest_vcpus", vcpus)):
         if v < 1 or v != int(v):
             raise ProfileError(f"cpu.{key}.value: expected a whole number >= 1, got {v}")
-    irq_cpu: int | None = None
-    if "disk_irq_cpu" in cpu_t:
-        irq = scalar(cpu_t, "disk_irq_cpu", "cpu", prov)
-        if irq != int(irq) or not 0 <= irq < host_cpus:
-            raise ProfileError(f"cpu.disk_irq_cpu.value: no such host CPU {irq}")
-        irq_cpu = int(irq)
     halt_poll = 0.0  # absent: the host does not halt-poll (KVM before Linux 4.0)
     if "guest_halt_poll_us" in cpu_t:
         halt_poll = scalar(cpu_t, "guest_halt_poll_us", "cpu", prov)
@@ -231,7 +224,6 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         description=str(data.get("description", "")),
         host_cpus=int(host_cpus),
         guest_vcpus=int(vcpus),
-        disk_irq_cpu=irq_cpu,
         guest_halt_poll_us=halt_poll,
         queue_size=int(qsize),
         backend_lock=backend_lock,
