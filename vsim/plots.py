@@ -26,10 +26,20 @@ from matplotlib.ticker import (
     NullLocator,
 )
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from vsim.breakdown import SEGMENT_LABELS, SEGMENT_NAMES, breakdown
 from vsim.errors import ConfigError
+from vsim.plot_tables import (
+    constants,
+    direction_totals,
+    panel_keys,
+    panel_title,
+    per_run,
+    require_columns,
+    size_label,
+    summarise,
+    unique,
+)
 from vsim.results import Result
 
 #: Fixed colours of the preset designs (seaborn's colour-blind palette), the same in every plot.
@@ -89,9 +99,6 @@ class VsimFigure(Figure):
 
 PLOT_KINDS = ("iops", "latency", "cdf", "breakdown")
 Kind = Literal["iops", "latency", "cdf", "breakdown"]
-# Columns that split a table into panels when they take more than one value.
-_PANEL_KEYS = ("profile", "method", "rw", "bs", "numjobs")
-_REPLICATE_KEYS = ("seed", "repeat")
 
 
 # ------------------------------------------------------------------------------ colours
@@ -114,140 +121,6 @@ def design_colors(
             out[lab] = spare[i % len(spare)]
             i += 1
     return out
-
-
-def _unique(values: Iterable[Any]) -> list[Any]:
-    """Distinct values in order of first appearance."""
-    return list(dict.fromkeys(values))
-
-
-# ------------------------------------------------------------------------------ tables
-
-
-def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ConfigError(f"{what}: missing column(s) {', '.join(missing)}")
-
-
-def _panel_keys(df: pd.DataFrame, always: Sequence[str] = ()) -> list[str]:
-    keys = [k for k in _PANEL_KEYS if k in df.columns and (k in always or df[k].nunique() > 1)]
-    return keys
-
-
-_MIXED = ("rw", "readwrite", "randrw")
-
-
-def _panel_title(keys: Sequence[str], values: Sequence[Any]) -> str:
-    parts = []
-    rw = dict(zip(keys, values, strict=True)).get("rw")
-    for k, v in zip(keys, values, strict=True):
-        if k == "bs":
-            parts.append(f"bs {_size(int(v))}")
-        elif k == "dir":
-            if rw is None or rw in _MIXED:
-                names = {"total": "read + write", "read": "reads", "write": "writes"}
-                parts.append(f"({names.get(str(v), v)})")
-        elif k == "method":
-            parts.append(_METHODS.get(str(v), str(v)))
-        else:
-            parts.append(f"{k}={v}" if k in ("rw", "numjobs") else str(v))
-    return " ".join(parts)
-
-
-def _size(b: int) -> str:
-    for unit, n in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if b >= n and b % n == 0:
-            return f"{b // n} {unit}"
-    return f"{b} B"
-
-
-_METHODS = {"des": "simulated (DES)", "mva": "analytic (MVA)"}
-
-
-def _constants(df: pd.DataFrame) -> str:
-    """What every row shares (profile, bs, ...), for a figure title."""
-    parts = []
-    for k in ("profile", "rw", "bs", "method"):
-        if k in df.columns and df[k].nunique() == 1:
-            v = df[k].iloc[0]
-            if k == "bs":
-                parts.append(f"bs {_size(int(v))}")
-            elif k == "rw":
-                parts.append(f"rw={v}")
-            elif k == "method":
-                parts.append(_METHODS.get(str(v), str(v)))
-            else:
-                parts.append(str(v))
-    return ", ".join(parts)
-
-
-def _ci95(x: NDArray[np.float64]) -> float:
-    """Half-width of the 95 % t confidence interval of the mean (0 for one value)."""
-    n = x.size
-    if n < 2:
-        return 0.0
-    return float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
-
-
-def _per_run(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """One row per (keys, replicate) with `value` summed over directions (IOPS are additive).
-
-    A run with a `total` direction row (a mixed job reported as one) uses that row alone.
-    """
-    reps = [k for k in _REPLICATE_KEYS if k in df.columns]
-    d = df.dropna(subset=[value])
-    if "dir" in d.columns:
-        grp = d.groupby([*keys, *reps], sort=False, dropna=False)
-        has_total = grp["dir"].transform(lambda s: (s == "total").any())
-        d = d[~has_total | (d["dir"] == "total")]
-    out = d.groupby([*keys, *reps], sort=False, dropna=False)[value].sum().reset_index()
-    return out
-
-
-def _summarise(df: pd.DataFrame, keys: list[str], cols: Sequence[str]) -> pd.DataFrame:
-    """Mean and 95 % CI half-width (`<col>_ci`) of cols over the replicates of each key."""
-    rows = []
-    for key, g in df.groupby(keys, sort=False, dropna=False):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        for c in cols:
-            x = g[c].to_numpy(dtype=np.float64)
-            x = x[np.isfinite(x)]
-            row[c] = float(x.mean()) if x.size else math.nan
-            row[f"{c}_ci"] = _ci95(x)
-            row["n"] = int(x.size)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _combine_dirs(df: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """Latency rows of every direction of a run merged into one `total` row (I/O-weighted).
-
-    The mean is exact; p50/p99 are I/O-weighted averages of the directions' percentiles (exact
-    only when the directions have the same distribution).
-    """
-    reps = [k for k in _REPLICATE_KEYS if k in df.columns]
-    cols = [
-        c for c in (f"{metric}_mean_us", f"{metric}_p50_us", f"{metric}_p99_us") if c in df.columns
-    ]
-    rows = []
-    for key, g in df.groupby([*keys, *reps], sort=False, dropna=False):
-        row = dict(zip([*keys, *reps], key, strict=True))
-        if "dir" in g.columns and (g["dir"] == "total").any():
-            g = g[g["dir"] == "total"]
-        w = g["ios"].to_numpy(dtype=np.float64) if "ios" in g.columns else np.ones(len(g))
-        if not np.all(w > 0):
-            w = np.ones(len(g))
-        for c in cols:
-            x = g[c].to_numpy(dtype=np.float64)
-            ok = np.isfinite(x)
-            row[c] = float(np.average(x[ok], weights=w[ok])) if ok.any() else math.nan
-        row["dir"] = "total"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------------------ axes helpers
 
 
 def _new_figure(
@@ -305,7 +178,7 @@ def _thousands(v: float, _pos: int) -> str:
 
 
 def _finish(fig: Figure, title: str | None, default: str, df: pd.DataFrame | None) -> None:
-    sub = _constants(df) if df is not None else ""
+    sub = constants(df) if df is not None else ""
     text = title if title is not None else default + (f": {sub}" if sub else "")
     width = int(fig.get_figwidth() * 10.5)  # characters of the bold title that fit
     fig.suptitle(textwrap.fill(text, width=max(width, 30)))
@@ -334,11 +207,11 @@ def plot_iops(
     is drawn as hollow markers with 95 % confidence intervals over its repeats. With exactly two
     hue values, each iodepth is labelled with the second's gain over the first.
     """
-    _require(df, (hue, "iodepth", "iops"), "plot_iops")
+    require_columns(df, (hue, "iodepth", "iops"), "plot_iops")
     with _styled():
-        keys = _panel_keys(df, always=("rw",))
+        keys = panel_keys(df, always=("rw",))
         k = [*keys, hue, "iodepth"]
-        sim = _summarise(_per_run(df, k, "iops"), k, ["iops"])
+        sim = summarise(per_run(df, k, "iops"), k, ["iops"])
         if "iops_hw_pct" in df.columns and not (sim["iops_ci"] > 0).any():
             # One replicate: the simulation's own 95 % CI half-width (batch means), if recorded.
             hw = df.groupby(k, sort=False, dropna=False)["iops_hw_pct"].max().rename("_hw")
@@ -346,23 +219,23 @@ def plot_iops(
             sim["iops_ci"] = sim["iops"] * sim["_hw"].fillna(0.0).clip(lower=0.0) / 100
         meas = None
         if measured is not None and len(measured):
-            _require(measured, (hue, "iodepth", "iops"), "plot_iops (measured)")
+            require_columns(measured, (hue, "iodepth", "iops"), "plot_iops (measured)")
             mkeys = [k for k in keys if k in measured.columns]
-            meas = _summarise(
-                _per_run(measured, [*mkeys, hue, "iodepth"], "iops"),
+            meas = summarise(
+                per_run(measured, [*mkeys, hue, "iodepth"], "iops"),
                 [*mkeys, hue, "iodepth"],
                 ["iops"],
             )
-        panels = _unique(tuple(r) for r in sim[keys].itertuples(index=False))
-        labels = _unique(sim[hue])
+        panels = unique(tuple(r) for r in sim[keys].itertuples(index=False))
+        labels = unique(sim[hue])
         if meas is not None:
-            labels += [v for v in _unique(meas[hue]) if v not in labels]
+            labels += [v for v in unique(meas[hue]) if v not in labels]
         colors = design_colors(labels, palette)
         fig, axes = _new_figure(len(panels), sharey=True)
         for ax, pv in zip(axes, panels, strict=True):
             sel = (sim[keys] == pd.Series(pv, index=keys)).all(axis=1)
             part = sim[sel]
-            for lab in _unique(part[hue]):
+            for lab in unique(part[hue]):
                 g = part[part[hue] == lab].sort_values("iodepth")
                 ax.plot(
                     g["iodepth"],
@@ -387,7 +260,7 @@ def plot_iops(
                 mk = [k for k in keys if k in meas.columns]
                 msel = meas[mk] == pd.Series([pv[keys.index(k)] for k in mk], index=mk)
                 mpart = meas[msel.all(axis=1)] if mk else meas
-                for lab in _unique(mpart[hue]):
+                for lab in unique(mpart[hue]):
                     g = mpart[mpart[hue] == lab].sort_values("iodepth")
                     ax.errorbar(
                         g["iodepth"],
@@ -403,11 +276,11 @@ def plot_iops(
                         elinewidth=1.2,
                         zorder=4,
                     )
-            labs = _unique(part[hue])
+            labs = unique(part[hue])
             _iodepth_axis(ax, part["iodepth"])
             if annotate_gain and len(labs) == 2:
                 _annotate_gain(ax, fig.get_figwidth(), part, hue, labs, colors)
-            ax.set_title(_panel_title(keys, pv))
+            ax.set_title(panel_title(keys, pv))
             ax.set_ylim(bottom=0)
             ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
         axes[0].set_ylabel("IOPS (I/Os per second)")
@@ -415,7 +288,7 @@ def plot_iops(
             ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
         handles: list[Any] = [
             Line2D([], [], color=colors[lab], marker="o", lw=2, label=str(lab))
-            for lab in _unique(sim[hue])
+            for lab in unique(sim[hue])
         ]
         if (sim["iops_ci"] > 0).any():
             handles.append(Patch(color=".5", alpha=0.25, lw=0, label="95 % CI (simulation)"))
@@ -502,32 +375,32 @@ def plot_latency(
     95 % confidence intervals of the mean over repeats (in the panel of the same direction).
     """
     mean_c, p50_c, p99_c = (f"{metric}_{s}_us" for s in ("mean", "p50", "p99"))
-    _require(df, (hue, "iodepth", mean_c), "plot_latency")
+    require_columns(df, (hue, "iodepth", mean_c), "plot_latency")
     with _styled():
-        keys = _panel_keys(df, always=("rw",))
+        keys = panel_keys(df, always=("rw",))
         sim = df
         if combine_dirs:
-            sim = _combine_dirs(df, [*keys, hue, "iodepth"], metric)
+            sim = direction_totals(df, [*keys, hue, "iodepth"], metric)
         pkeys = [*keys, "dir"] if "dir" in sim.columns else keys
         cols = [c for c in (mean_c, p50_c, p99_c) if c in sim.columns]
-        sim = _summarise(sim, [*pkeys, hue, "iodepth"], cols)
+        sim = summarise(sim, [*pkeys, hue, "iodepth"], cols)
         meas = None
         if measured is not None and len(measured) and mean_c in measured.columns:
-            _require(measured, (hue, "iodepth"), "plot_latency (measured)")
+            require_columns(measured, (hue, "iodepth"), "plot_latency (measured)")
             m = measured.dropna(subset=[mean_c])
             mk = [k for k in keys if k in m.columns]
             if combine_dirs:
-                m = _combine_dirs(m, [*mk, hue, "iodepth"], metric)
+                m = direction_totals(m, [*mk, hue, "iodepth"], metric)
             mp = [*mk, "dir"] if "dir" in m.columns else mk
             mcols = [c for c in (mean_c, p50_c, p99_c) if c in m.columns]
-            meas = _summarise(m, [*mp, hue, "iodepth"], mcols) if len(m) else None
-        panels = _unique(tuple(r) for r in sim[pkeys].itertuples(index=False))
-        labels = _unique(sim[hue])
+            meas = summarise(m, [*mp, hue, "iodepth"], mcols) if len(m) else None
+        panels = unique(tuple(r) for r in sim[pkeys].itertuples(index=False))
+        labels = unique(sim[hue])
         colors = design_colors(labels, palette)
         fig, axes = _new_figure(len(panels), sharey=False)
         for ax, pv in zip(axes, panels, strict=True):
             part = sim[(sim[pkeys] == pd.Series(pv, index=pkeys)).all(axis=1)]
-            for lab in _unique(part[hue]):
+            for lab in unique(part[hue]):
                 g = part[part[hue] == lab].sort_values("iodepth")
                 c = colors[lab]
                 x = g["iodepth"]
@@ -549,7 +422,7 @@ def plot_latency(
                 mk = [k for k in pkeys if k in meas.columns]
                 want = pd.Series([pv[pkeys.index(k)] for k in mk], index=mk)
                 mpart = meas[(meas[mk] == want).all(axis=1)] if mk else meas
-                for lab in _unique(mpart[hue]):
+                for lab in unique(mpart[hue]):
                     g = mpart[mpart[hue] == lab].sort_values("iodepth")
                     c = colors.get(lab, ".3")
                     ax.errorbar(
@@ -566,7 +439,7 @@ def plot_latency(
                         zorder=4,
                     )
             _iodepth_axis(ax, part["iodepth"])
-            ax.set_title(_panel_title(pkeys, pv))
+            ax.set_title(panel_title(pkeys, pv))
             ax.set_ylim(bottom=0)
         what = "total latency (slat + clat)" if metric == "lat" else "completion latency (clat)"
         axes[0].set_ylabel(f"{what} (µs)")
@@ -602,7 +475,7 @@ def cdf_samples(
         if len(rws) > 1:
             label += f" {w.rw}"
         if len(bss) > 1:
-            label += f" {_size(w.bs)}"
+            label += f" {size_label(w.bs)}"
         arr: NDArray[np.int64] = r.lat_ns if metric == "lat" else r.clat_ns
         out[label] = arr
     return out
@@ -751,17 +624,17 @@ def plot_breakdown(
     labels are coloured like the designs in the other plots; `share` plots fractions of the
     total instead of microseconds. Measured and simulated bars (`source`) are told apart.
     """
-    _require(bd, (hue, "iodepth", "stage", "mean_us"), "plot_breakdown")
+    require_columns(bd, (hue, "iodepth", "stage", "mean_us"), "plot_breakdown")
     with _styled():
-        keys = _panel_keys(bd, always=("rw",))
+        keys = panel_keys(bd, always=("rw",))
         d = bd.copy()
         two_sources = "source" in d.columns and d["source"].nunique() > 1
         d["_bar"] = d[hue].astype(str)
         if two_sources:
             d["_bar"] = d["_bar"] + " · " + d["source"].astype(str)
         value = "share" if share else "mean_us"
-        panels = _unique(tuple(r) for r in d[keys].itertuples(index=False))
-        colors = design_colors(_unique(d[hue].astype(str)), palette)
+        panels = unique(tuple(r) for r in d[keys].itertuples(index=False))
+        colors = design_colors(unique(d[hue].astype(str)), palette)
         bars_per_panel = [
             d[(d[keys] == pd.Series(pv, index=keys)).all(axis=1)]
             .drop_duplicates(["iodepth", "_bar"])
@@ -783,9 +656,9 @@ def plot_breakdown(
             tickcolors: list[str] = []
             totals: list[tuple[float, float]] = []
             y = 0.0
-            for qd in sorted(_unique(part["iodepth"])):
+            for qd in sorted(unique(part["iodepth"])):
                 at_qd = part[part["iodepth"] == qd]
-                for bar in _unique(at_qd["_bar"]):
+                for bar in unique(at_qd["_bar"]):
                     rows = at_qd[at_qd["_bar"] == bar].set_index("stage")
                     left = 0.0
                     for seg in SEGMENT_NAMES:
@@ -816,7 +689,7 @@ def plot_breakdown(
             ax.set_ylim(y - 0.5 - 0.2, -0.7)
             ax.grid(axis="y", visible=False)
             if len(panels) > 1:
-                ax.set_title(_panel_title(keys, pv), loc="left")
+                ax.set_title(panel_title(keys, pv), loc="left")
             totals_by_ax.append(totals)
         unit = "" if share else " µs"
         for ax, totals in zip(axes, totals_by_ax, strict=True):
