@@ -126,23 +126,13 @@ def _microbench(dataset: Path) -> dict[str, np.ndarray]:
 
 
 def _fio(dataset: Path) -> pd.DataFrame:
-    rows = []
-    for f in sorted((dataset / "fio").glob("*.json")):
-        (job,) = read_fio_json(f)
-        for d in job.directions:
-            st = getattr(job, d)
-            rows.append(
-                {
-                    "rw": job.rw,
-                    "dir": d,
-                    "bs": job.bs,
-                    "iodepth": job.iodepth,
-                    "iops": st.iops,
-                    "clat_us": st.clat.mean / 1e3,
-                    "file": f,
-                    "bins": st.clat.bins,
-                }
-            )
+    from vsim.measure import fio_rows
+
+    rows = [
+        r
+        for f in sorted((dataset / "fio").glob("*.json"))
+        for r in fio_rows(read_fio_json(f)[0], str(f))
+    ]
     if not rows:
         raise ConfigError(f"{dataset}: no fio baselines (run vsim measure --fio)")
     return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
 from vsim.executors import default_jobs
 from vsim.progress import Progress
+from vsim.results import LATENCY_METRICS
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
 from vsim.sweep import SEED_GRID, grid, run_points
 
@@ -33,13 +34,7 @@ TABLE_COLUMNS = (
     "ios",
     "iops",
     "bw_kib_s",
-    "slat_mean_us",
-    "clat_mean_us",
-    "clat_p50_us",
-    "clat_p99_us",
-    "lat_mean_us",
-    "lat_p50_us",
-    "lat_p99_us",
+    *LATENCY_METRICS,
     "iops_hw_pct",
     "lat_hw_pct",
 )

@@ -21,7 +21,7 @@ import pandas as pd
 import tomli_w
 
 from vsim.errors import ConfigError, FioFormatError, UnavailableError
-from vsim.fio import fio_json, read_fio_json
+from vsim.fio import FioJob, fio_json, read_fio_json
 from vsim.scenario import Workload, design
 
 MANIFEST_HEADER = ["file", "design", "repeat", "calibration", "note"]
@@ -281,6 +281,28 @@ def fio_command(w: Workload, filename: Path, runtime: float) -> list[str]:
     return cmd
 
 
+def fio_rows(job: FioJob, file: str) -> list[dict[str, Any]]:
+    """One tidy row per direction of a real-fio job: its IOPS, mean latencies and clat bins."""
+    rows = []
+    for d in job.directions:
+        st = getattr(job, d)
+        rows.append(
+            {
+                "rw": job.rw,
+                "dir": d,
+                "bs": job.bs,
+                "iodepth": job.iodepth,
+                "iops": st.iops,
+                "lat_mean_us": st.lat.mean / 1e3,
+                "clat_mean_us": st.clat.mean / 1e3,
+                "slat_mean_us": st.slat.mean / 1e3,
+                "file": file,
+                "bins": st.clat.bins,
+            }
+        )
+    return rows
+
+
 def fio_version() -> str:
     """The installed fio's version, or UnavailableError."""
     if shutil.which("fio") is None:
@@ -324,34 +346,28 @@ def measure_fio(
                 raise UnavailableError(f"fio failed: {msg}")
             name = run_name(rep, w, "host")
             (fio_dir / f"{name}.json").write_text(proc.stdout)
-            try:
-                (job,) = read_fio_json(proc.stdout)
-            except ValueError:
-                raise FioFormatError(
-                    f"fio printed {len(read_fio_json(proc.stdout))} jobs"
-                ) from None
-            for d in job.directions:
-                st = getattr(job, d)
-                rows.append(
-                    {
-                        "rw": w.rw,
-                        "dir": d,
-                        "bs": w.bs,
-                        "iodepth": w.iodepth,
-                        "repeat": rep,
-                        "iops": st.iops,
-                        "lat_mean_us": st.lat.mean / 1e3,
-                        "clat_mean_us": st.clat.mean / 1e3,
-                        "slat_mean_us": st.slat.mean / 1e3,
-                        "file": f"fio/{name}.json",
-                    }
-                )
+            jobs = read_fio_json(proc.stdout)
+            if len(jobs) != 1:
+                raise FioFormatError(f"fio printed {len(jobs)} jobs, expected 1")
+            rows += [{**r, "repeat": rep} for r in fio_rows(jobs[0], f"fio/{name}.json")]
             if progress:
                 progress(i + 1, len(plan), name)
     finally:
         if scratch:
             target.unlink(missing_ok=True)
-    df = pd.DataFrame(rows)
+    cols = [
+        "rw",
+        "dir",
+        "bs",
+        "iodepth",
+        "repeat",
+        "iops",
+        "lat_mean_us",
+        "clat_mean_us",
+        "slat_mean_us",
+        "file",
+    ]
+    df = pd.DataFrame(rows, columns=cols)
     df.to_csv(fio_dir / "runs.csv", index=False, lineterminator="\n", float_format="%.6g")
     keys = ["rw", "dir", "bs", "iodepth"]
     summary = df.groupby(keys, sort=False)[["iops", "lat_mean_us", "clat_mean_us"]].mean()

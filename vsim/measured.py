@@ -68,6 +68,7 @@ from vsim.fio import (
     read_fio_json,
     sample_from_bins,
 )
+from vsim.results import LATENCY_METRICS
 from vsim.scenario import Workload, design, parse_size
 
 MANIFEST = "manifest.csv"
@@ -75,16 +76,7 @@ POINTS = "points.csv"
 #: The columns that identify a measured point (the repeats of a point share them).
 POINT_KEYS = ("design", "rw", "dir", "bs", "iodepth", "numjobs", "rwmixread")
 #: Measured metrics of a tidy row (NaN when not measured).
-METRICS = (
-    "iops",
-    "slat_mean_us",
-    "clat_mean_us",
-    "clat_p50_us",
-    "clat_p99_us",
-    "lat_mean_us",
-    "lat_p50_us",
-    "lat_p99_us",
-)
+METRICS = ("iops", *LATENCY_METRICS)
 #: The columns of :attr:`MeasuredSet.points`, in order (extra fields follow). ``run`` indexes
 #: :attr:`MeasuredSet.runs`; ``ios`` is the direction's I/O count (0: unknown, a summary);
 #: ``samples`` says whether json+ bins give per-I/O latencies.

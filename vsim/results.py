@@ -14,6 +14,16 @@ from vsim.scenario import Scenario
 # Stage timestamps kept per I/O (us, float32 offsets from the I/O's start), in path order.
 STAGES = ("issue", "pop", "sub", "dd", "push", "done")
 DIRECTIONS = ("read", "write")
+# The latency columns of a tidy row (fio's slat/clat/lat), in the order tables show them.
+LATENCY_METRICS = (
+    "slat_mean_us",
+    "clat_mean_us",
+    "clat_p50_us",
+    "clat_p99_us",
+    "lat_mean_us",
+    "lat_p50_us",
+    "lat_p99_us",
+)
 
 
 @dataclass
