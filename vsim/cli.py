@@ -418,7 +418,8 @@ def cmd_measure(a: argparse.Namespace) -> None:
     out = Path(a.out or f"vsim-measure-{stamp}")
     _check_dir_writable(str(out))
 
-    with Progress(len(c.plan()), "vsim measure") as progress:
+    runs = c.repeat * len(c.workloads()) if a.fio else len(c.plan())  # fio: no designs
+    with Progress(runs, "vsim measure", enabled=None if not a.microbench else False) as progress:
         if a.microbench:
             df = measure_microbench(c, out)
         elif a.fio:
