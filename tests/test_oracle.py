@@ -63,7 +63,7 @@ def _open_queue(service: Dist, lam_per_us: float, n: int, seed: int) -> float:
         for g in gaps:
             yield env.timeout(g)
             t0 = env.now
-            disk.submit(Request(False, 0, 512), lambda t0=t0: waits.append(env.now - t0))
+            disk.submit(Request(False, 0, 512), lambda _r, t0=t0: waits.append(env.now - t0))
 
     env.process(source())
     env.run()

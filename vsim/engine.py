@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import numpy as np
-import simpy
 
 from vsim.errors import ConfigError
+from vsim.kernel import Kernel
 from vsim.models.backends import Backend
 from vsim.models.cpu import Cpu, Lock, Notifier, Thread
 from vsim.models.disk import build_disk
-from vsim.models.dists import Sampler
+from vsim.models.dists import sampler
 from vsim.models.guest import FioJob, Vcpu
 from vsim.models.monitor import Registry
 from vsim.models.syscalls import Costs
@@ -142,10 +142,10 @@ class _Model:
         def rng_for(name: str) -> np.random.Generator:
             return stream(seed, key, name, rep)
 
-        self.env = env = simpy.Environment()
+        self.env = env = Kernel()
         self.stats = stats = Registry()
         latency: dict[str, Callable[[], float]] = {
-            k: Sampler(prof.cpu[k], rng_for(f"cpu.{k}")) for k in CPU_LATENCIES
+            k: sampler(prof.cpu[k], rng_for(f"cpu.{k}")) for k in CPU_LATENCIES
         }
         cpus = [Cpu(i, stats) for i in range(prof.host_cpus)]
         guest_at = _placement(scenario.guest_cpus, prof.guest_vcpus, prof.host_cpus, "guest_cpus")
@@ -157,7 +157,9 @@ class _Model:
             env=env,
         )
         kick, irq = Notifier("kick"), Notifier("irq")
-        self.disk, self.service = build_disk(env, prof.disk, w.size, rng_for("disk"), stats)
+        self.disk, self.service = build_disk(
+            env, prof.disk, w.size, rng_for("disk"), stats, rng_for("disk.completion")
+        )
         self.warm_end = w.ramp_time * 1e6
         capacity = (w.number_ios or 0) * w.numjobs or MIN_IOS
         self.rec = rec = Recorder(env, self.warm_end, capacity)

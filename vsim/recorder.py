@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import attrgetter
+
 import numpy as np
 import simpy
 
 from vsim.models.guest import IO
 
 CHUNK = 1 << 16  # I/O objects buffered before they are packed into columns
+_ROW = attrgetter("t_start", "t_issue", "t_pop", "t_sub", "t_dd", "t_push", "t_done", "write")
 
 
 class Recorder:
@@ -24,6 +28,7 @@ class Recorder:
         self.stop = env.event()
         self._pending: list[IO] = []
         self.n = 0
+        self._left = CHUNK  # records until the next flush or stop check
         self._alloc(max(capacity, 1024))
 
     def _alloc(self, cap: int) -> None:
@@ -43,10 +48,22 @@ class Recorder:
         if io.t_done < self.warm_end:
             return
         self._pending.append(io)
+        self._left -= 1
+        if self._left <= 0:
+            self._check()
+
+    def _check(self) -> None:
         if len(self._pending) >= CHUNK:
             self.flush()
         if self.target is not None and self.count >= self.target and not self.stop.triggered:
             self.stop.succeed()
+        self._arm()
+
+    def _arm(self) -> None:
+        left = CHUNK - len(self._pending)
+        if self.target is not None and not self.stop.triggered:
+            left = min(left, self.target - self.count)
+        self._left = max(left, 1)
 
     def flush(self) -> None:
         """Pack buffered I/Os into the columns."""
@@ -62,11 +79,8 @@ class Recorder:
                 new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
                 new[: self.n] = old[: self.n]
                 setattr(self, name, new)
-        rows = [
-            (io.t_start, io.t_issue, io.t_pop, io.t_sub, io.t_dd, io.t_push, io.t_done, io.write)
-            for io in ios
-        ]
-        tab = np.array(rows, dtype=np.float64)
+        flat = np.fromiter(chain.from_iterable(map(_ROW, ios)), dtype=np.float64, count=8 * k)
+        tab = flat.reshape(k, 8)
         sl = slice(self.n, need)
         start = tab[:, 0]
         self.write[sl] = tab[:, 7] != 0
@@ -76,11 +90,13 @@ class Recorder:
         self.t_done[sl] = tab[:, 6]
         self.n = need
         self._pending = []
+        self._arm()
 
     def clear(self) -> None:
         """Forget everything recorded (the end of a detected warm-up)."""
         self._pending = []
         self.n = 0
+        self._arm()
 
     def rearm(self, target: int) -> None:
         """Stop again when `target` I/Os are recorded."""
@@ -89,11 +105,13 @@ class Recorder:
             self.stop = self.env.event()
         if self.count >= target:
             self.stop.succeed()
+        self._arm()
 
     def finish(self) -> None:
         """Stop now (runtime reached)."""
         if not self.stop.triggered:
             self.stop.succeed()
+        self._arm()
 
     def columns(self, start: int = 0) -> dict[str, np.ndarray]:
         """Views of the recorded columns from record `start` on (no copy: a 10-million-I/O run

@@ -8,8 +8,9 @@ from typing import Any
 
 import simpy
 
-from vsim.models.cpu import Notifier, Proc, Thread
-from vsim.models.disk import Disk, Request
+from vsim.kernel import Proc
+from vsim.models.cpu import Notifier, Thread
+from vsim.models.disk import Disk
 from vsim.models.guest import IO
 from vsim.models.monitor import Level
 from vsim.models.syscalls import Costs
@@ -62,7 +63,6 @@ class Backend:
     # `carry` is CPU time already spent and not yet yielded.
     def _one_thread(self, t: Thread) -> Proc:
         c = self.costs
-        env = self.env
         yield from t.start()
         while True:
             yield from t.wait((self.kick, self.aio))
@@ -74,32 +74,30 @@ class Backend:
                 self.aio.consume()
                 carry = yield from self._handle_completions(carry + c.notify_read())
             if carry:
-                yield env.timeout(carry)
+                yield carry
 
     def _submitter(self, t: Thread) -> Proc:
         c = self.costs
-        env = self.env
         yield from t.start()
         while True:
             yield from t.wait((self.kick,))
             self.kick.consume()
             carry = yield from self._handle_avail(c.wait_return() + c.notify_read())
             if carry:
-                yield env.timeout(carry)
+                yield carry
 
     def _completer(self, t: Thread) -> Proc:
         c = self.costs
-        env = self.env
         yield from t.start()
         while True:
             yield from t.wait((self.aio,))
             self.aio.consume()
             carry = yield from self._handle_completions(c.wait_return() + c.notify_read())
             if carry:
-                yield env.timeout(carry)
+                yield carry
 
     # -- request handling --------------------------------------------------------------------
-    def _handle_avail(self, carry: float) -> Generator[simpy.Event, Any, float]:
+    def _handle_avail(self, carry: float) -> Generator[simpy.Event | float, Any, float]:
         """Pop and submit until the ring is empty with notifications re-enabled."""
         c = self.costs
         env = self.env
@@ -108,20 +106,20 @@ class Backend:
             if self.design.submit_batch:
                 batch: list[IO] = []
                 while (io := vq.pop()) is not None:
-                    yield env.timeout(carry + c.pop())
+                    yield carry + c.pop()
                     carry = 0.0
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
                     cost = c.submit_call() + sum(c.submit_iocb() for _ in batch)
-                    yield env.timeout(cost)
+                    yield cost
                     self.submit_calls += 1
                     for io in batch:
                         self._to_disk(io)
             else:
                 while (io := vq.pop()) is not None:
                     t_pop = env.now + carry + c.pop()
-                    yield env.timeout(t_pop - env.now + c.submit_call() + c.submit_iocb())
+                    yield t_pop - env.now + c.submit_call() + c.submit_iocb()
                     carry = 0.0
                     io.t_pop = t_pop
                     self.submit_calls += 1
@@ -131,7 +129,7 @@ class Backend:
 
     def _to_disk(self, io: IO) -> None:
         io.t_sub = self.env.now
-        self.disk.submit(Request(io.write, io.offset, io.size), lambda: self._disk_done(io))
+        self.disk.submit(io, self._disk_done)
 
     def _disk_done(self, io: IO) -> None:
         io.t_dd = self.env.now
@@ -139,7 +137,7 @@ class Backend:
         self.cq_level.add(1, io.t_dd)
         self.aio.signal()
 
-    def _handle_completions(self, carry: float) -> Generator[simpy.Event, Any, float]:
+    def _handle_completions(self, carry: float) -> Generator[simpy.Event | float, Any, float]:
         """Reap every completed request, push it to the used ring and signal the guest."""
         c = self.costs
         env = self.env
@@ -152,14 +150,14 @@ class Backend:
             self.cq.clear()
             self.cq_level.set(0, env.now)
             for io in batch:
-                yield env.timeout(carry + c.reap_event() + c.push())
+                yield carry + c.reap_event() + c.push()
                 carry = 0.0
                 vq.push(io)
                 io.t_push = env.now
                 if per_completion and vq.should_signal():
-                    yield env.timeout(c.signal())
+                    yield c.signal()
                     self.irq.signal()
             if not per_completion and vq.should_signal():
-                yield env.timeout(c.signal())
+                yield c.signal()
                 self.irq.signal()
         return carry

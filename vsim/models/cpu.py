@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from heapq import heappush
 
 import simpy
 from simpy.events import NORMAL
 
+from vsim.kernel import Proc
 from vsim.models.monitor import Busy, Level, Registry
-
-Proc = Generator[simpy.Event, Any, Any]
 
 
 class Cpu:
@@ -226,8 +225,9 @@ class Thread:
         if state != "blocked":
             return
         self.state = "waking"
-        cpu = self._choose_cpu()
-        self.cpu = cpu
+        cpu = self.cpu
+        if not self.pinned and cpu.holder is not None:
+            self.cpu = cpu = self._choose_cpu()
         if cpu.holder is None:
             cpu.holder = self
             self.wakeups["idle"] += 1
@@ -242,7 +242,8 @@ class Thread:
         """Trigger ev `delay` from now: one scheduled event instead of a trigger and a timeout."""
         ev._ok = True
         ev._value = None
-        self.env.schedule(ev, NORMAL, delay)
+        env = self.env
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))  # env.schedule
 
     def _choose_cpu(self) -> Cpu:
         cpu = self.cpu

@@ -6,13 +6,13 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import simpy
 
 from vsim.errors import ProfileError
-from vsim.models.dists import Dist, Sampler
+from vsim.models.dists import Dist, Sampler, sampler
 from vsim.models.monitor import Registry
 
 DISK_MODELS = ("fixed", "empirical", "parallel", "hdd")
@@ -59,12 +59,21 @@ class Request:
 
 def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
     """Validate the profile's [disk] table into {model, params...}; errors name the key."""
-    from vsim.profile import dist, scalar
+    from vsim.profile import dist
 
     model = t.get("model")
     if model not in DISK_MODELS:
         raise ProfileError(f"disk.model: expected one of {', '.join(DISK_MODELS)}, got {model!r}")
-    out: dict[str, Any] = {"model": model}
+    out: dict[str, Any] = {"model": model, **_parse_model(model, t, prov)}
+    if "completion" in t:
+        out["completion"] = dist(t, "completion", "disk", prov)
+    return out
+
+
+def _parse_model(model: str, t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
+    from vsim.profile import dist, scalar
+
+    out: dict[str, Any] = {}
     if model == "hdd":
         out["overhead_cv"] = 0.0
         for key in DISK_PARAMS["hdd"]:
@@ -92,6 +101,17 @@ def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+class DiskRequest(Protocol):
+    """What the disk reads from a request (a Request, or the simulator's IO itself)."""
+
+    write: bool
+    offset: int
+    size: int
+
+
+Done = Callable[[Any], None]  # called with the request when it completes
+
+
 class Disk:
     """A FCFS device with `channels` servers; `service` computes a request's time at its start."""
 
@@ -99,34 +119,36 @@ class Disk:
         self,
         env: simpy.Environment,
         channels: int,
-        service: Callable[[Request], float],
+        service: Callable[[DiskRequest], float],
         stats: Registry,
+        completion: Sampler | None = None,
     ) -> None:
         self.env = env
         self.channels = channels
+        self._completion = completion
         self._service = service
         self._free = channels
-        self._queue: deque[tuple[Request, Callable[[], None]]] = deque()
+        self._queue: deque[tuple[DiskRequest, Done]] = deque()
         self.busy = stats.level("disk.busy")  # busy channels / channels
         self.inflight = stats.level("disk.queue")  # queued + in service
         self.served = 0
+        self._finish_cb = self._finish
 
-    def submit(self, req: Request, done: Callable[[], None]) -> None:
-        """Queue a request; done() is called when it completes."""
+    def submit(self, req: DiskRequest, done: Done) -> None:
+        """Queue a request; done(req) is called when it completes."""
         self.inflight.add(1, self.env.now)
         if self._free:
             self._start(req, done)
         else:
             self._queue.append((req, done))
 
-    def _start(self, req: Request, done: Callable[[], None]) -> None:
+    def _start(self, req: DiskRequest, done: Done) -> None:
         env = self.env
         self._free -= 1
         self.busy.set((self.channels - self._free) / self.channels, env.now)
-        ev = env.timeout(self._service(req))
-        ev.callbacks.append(lambda _e: self._finish(done))
+        env.timeout(self._service(req), (req, done)).callbacks.append(self._finish_cb)
 
-    def _finish(self, done: Callable[[], None]) -> None:
+    def _finish(self, ev: simpy.Event) -> None:
         now = self.env.now
         self._free += 1
         self.served += 1
@@ -135,26 +157,38 @@ class Disk:
             self._start(*self._queue.popleft())
         else:
             self.busy.set((self.channels - self._free) / self.channels, now)
-        done()
+        if self._completion is not None:  # the host's completion path, off the device
+            self.env.timeout(self._completion(), ev._value).callbacks.append(_deliver)
+            return
+        req, done = ev._value
+        done(req)
+
+
+def _deliver(ev: simpy.Event) -> None:
+    req, done = ev._value
+    done(req)
 
 
 class ServiceTimes:
     """Service times drawn per direction (and optionally per block size) from distributions."""
 
     def __init__(self, service: dict[str, Dist], rng: np.random.Generator) -> None:
-        self._samplers = {k: Sampler(d, rng) for k, d in service.items()}
+        self._samplers = {k: sampler(d, rng) for k, d in service.items()}
+        self._by_req: dict[tuple[bool, int], Sampler] = {}  # (write, size) -> its sampler
 
-    def __call__(self, req: Request) -> float:
+    def __call__(self, req: DiskRequest) -> float:
         """The service time of req in microseconds."""
-        d = "write" if req.write else "read"
+        draw = self._by_req.get((req.write, req.size))
+        if draw is None:
+            draw = self._by_req[req.write, req.size] = self._lookup(req.write, req.size)
+        return draw()
+
+    def _lookup(self, write: bool, size: int) -> Sampler:
+        d = "write" if write else "read"
         s = self._samplers
-        key = f"{d}_{req.size}"
-        if key in s:
-            return s[key]()
-        if d in s:
-            return s[d]()
-        if "any" in s:
-            return s["any"]()
+        for key in (f"{d}_{size}", d, "any"):
+            if key in s:
+                return s[key]
         raise ProfileError(f"disk.service: no distribution for {d}")
 
 
@@ -181,34 +215,41 @@ class HddTimes:
         self.buf_hi = -1  # empty buffer, no read-ahead stream
         self.hits = 0
         self.misses = 0
-        self._rot = Sampler(Dist("uniform", low_us=0.0, high_us=self.rev_us), rng)
+        self._rot = sampler(Dist("uniform", low_us=0.0, high_us=self.rev_us), rng)
         cv = p.get("overhead_cv", 0.0)
         over = Dist("gamma", mean_us=p["overhead_us"], cv=cv) if cv > 0 else None
-        self._overhead = Sampler(over or Dist.fixed(p["overhead_us"]), rng)
+        self._overhead = sampler(over or Dist.fixed(p["overhead_us"]), rng)
+        # The per-request arithmetic's constants, computed once.
+        self._if_rate = p["interface_mib_s"] * 1.048576  # MiB/s in bytes per us
+        self._media_rate = p["media_mib_s"] * 1.048576
+        self._write_cache = p["write_cache"]
+        self._buffer = int(p["buffer_kib"] * 1024)
+        self._third = self.span / 3
+        self._seek_min = p["seek_min_ms"]
+        self._seek_span = p["seek_avg_ms"] - p["seek_min_ms"]
 
-    def __call__(self, req: Request) -> float:
+    def __call__(self, req: DiskRequest) -> float:
         """The service time of req in microseconds; updates head and buffer state."""
-        p = self.p
-        xfer_if = req.size / (p["interface_mib_s"] * 1.048576)  # bytes / (MiB/s) in us
-        if req.write and p["write_cache"]:
+        xfer_if = req.size / self._if_rate  # bytes / (MiB/s) in us
+        if req.write and self._write_cache:
             self.hits += 1
             return float(self._overhead() + xfer_if)
         lo, hi = req.offset, req.offset + req.size
         if not req.write and ((self.buf_lo <= lo and hi <= self.buf_hi) or lo == self.buf_hi):
             self.hits += 1
             if lo == self.buf_hi:
-                self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
+                self.buf_lo, self.buf_hi = lo, lo + self._buffer
             return float(self._overhead() + xfer_if)
         self.misses += 1
         dist = abs(lo - self.head)
         seek = 0.0
         if dist:
-            frac = math.sqrt(dist / (self.span / 3))
-            seek = 1000 * (p["seek_min_ms"] + (p["seek_avg_ms"] - p["seek_min_ms"]) * frac)
-        xfer = req.size / (p["media_mib_s"] * 1.048576)
+            frac = math.sqrt(dist / self._third)
+            seek = 1000 * (self._seek_min + self._seek_span * frac)
+        xfer = req.size / self._media_rate
         self.head = hi
         if not req.write:
-            self.buf_lo, self.buf_hi = lo, lo + int(p["buffer_kib"] * 1024)
+            self.buf_lo, self.buf_hi = lo, lo + self._buffer
         return float(self._overhead() + seek + self._rot() + xfer)
 
 
@@ -218,13 +259,23 @@ def build_disk(
     span: int,
     rng: np.random.Generator,
     stats: Registry,
-) -> tuple[Disk, Callable[[Request], float]]:
-    """The Disk for a profile's disk spec, and its service-time function."""
-    service: Callable[[Request], float]
+    completion_rng: np.random.Generator | None = None,
+) -> tuple[Disk, Callable[[DiskRequest], float]]:
+    """The Disk for a profile's disk spec, and its service-time function.
+
+    The optional completion path draws from its own stream (completion_rng), so adding it
+    leaves every service time unchanged.
+    """
+    service: Callable[[DiskRequest], float]
     if spec["model"] == "hdd":
         service = HddTimes(spec, span, rng)
         channels = 1
     else:
         service = ServiceTimes(spec["service"], rng)
         channels = spec["channels"]
-    return Disk(env, channels, service, stats), service
+    completion = None
+    if "completion" in spec:
+        if completion_rng is None:
+            raise ValueError("build_disk: the profile's disk.completion needs completion_rng")
+        completion = sampler(spec["completion"], completion_rng)
+    return Disk(env, channels, service, stats, completion), service

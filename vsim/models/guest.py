@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vsim.models.cpu import Notifier, Proc, Thread
+from vsim.kernel import Proc
+from vsim.models.cpu import Notifier, Thread
 from vsim.models.monitor import Level
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
@@ -154,7 +155,7 @@ class Vcpu:
                     job.inflight -= 1
                     worked = True
                     if job.done or not vq.can_add():
-                        yield env.timeout(t_done - env.now)
+                        yield t_done - env.now
                         job.active.add(-1, t_done)
                         self.record(io)
                         continue
@@ -162,26 +163,26 @@ class Vcpu:
                     # timeout for both; one I/O ends as the next starts, so `active` is unchanged.
                     nxt = job.new_io(t_done, track=False)
                     job.inflight += 1
-                    yield env.timeout(t_done - env.now + c.guest_submit())
+                    yield t_done - env.now + c.guest_submit()
                     self.record(io)
                     if self._add(nxt):
-                        yield env.timeout(c.kick())
+                        yield c.kick()
                         self.kick.signal()
                     nxt.t_issue = env.now
                 if carry:
-                    yield env.timeout(carry)
+                    yield carry
                     carry = 0.0
                 while job.inflight < job.w.iodepth and vq.can_add():
                     io = job.new_io(env.now)
                     job.inflight += 1
-                    yield env.timeout(c.guest_submit())
+                    yield c.guest_submit()
                     if self._add(io):
-                        yield env.timeout(c.kick())
+                        yield c.kick()
                         self.kick.signal()
                     io.t_issue = env.now
                     worked = True
             if carry:
-                yield env.timeout(carry)
+                yield carry
             if not worked:
                 yield from t.wait(fds)
 

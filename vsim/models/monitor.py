@@ -23,7 +23,9 @@ class Level:
 
     def add(self, delta: float, now: float) -> None:
         """Change the level by delta at time now."""
-        self.set(self.level + delta, now)
+        self._area += self.level * (now - self._since)
+        self._since = now
+        self.level += delta
 
     def reset(self, now: float) -> None:
         """Forget the history before now (the end of the warm-up)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vsim.models.dists import Sampler
+from vsim.models.dists import Sampler, sampler
 from vsim.profile import GUEST_OPS, HOST_OPS, Profile
 
 RngFor = Callable[[str], np.random.Generator]
@@ -22,9 +22,9 @@ class Costs:
     def __init__(self, profile: Profile, context: str, rng_for: RngFor) -> None:
         self.context = context
         for op in GUEST_OPS:
-            setattr(self, op, Sampler(profile.cost(op, "guest"), rng_for(f"cost.{op}")))
+            setattr(self, op, sampler(profile.cost(op, "guest"), rng_for(f"cost.{op}")))
         for op in HOST_OPS:
-            setattr(self, op, Sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
+            setattr(self, op, sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
 
     guest_submit: Sampler
     kick: Sampler

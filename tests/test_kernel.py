@@ -1,0 +1,139 @@
+"""The lean kernel runs models exactly as SimPy's Environment does, only faster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import simpy
+
+from vsim.kernel import Kernel
+
+
+def _closed_loop(env: simpy.Environment, bare: bool) -> tuple[list[tuple[float, int, str]], Any]:
+    """Three customers sharing a one-server FCFS queue; returns the trace and a stop event."""
+    server = simpy.Resource(env, 1)
+    rng = np.random.default_rng(7)
+    trace: list[tuple[float, int, str]] = []
+    stop = env.event()
+    waker = env.event()
+
+    def customer(i: int) -> Any:
+        while True:
+            with server.request() as req:
+                yield req
+                trace.append((env.now, i, "start"))
+                d = float(rng.exponential(10.0))
+                yield d if bare else env.timeout(d)
+            trace.append((env.now, i, "done"))
+            if i == 0 and len(trace) > 30 and not waker.triggered:
+                waker.succeed("woken")
+            if len(trace) >= 400 and not stop.triggered:
+                stop.succeed(len(trace))
+
+    def sleeper() -> Any:
+        got = yield waker
+        trace.append((env.now, 99, got))
+        yield env.timeout(0)  # zero delay: same time, after what is already scheduled
+        trace.append((env.now, 99, "after"))
+
+    for i in range(3):
+        env.process(customer(i))
+    env.process(sleeper())
+    return trace, stop
+
+
+def test_same_trace_as_simpy() -> None:
+    plain = simpy.Environment()
+    ref, stop = _closed_loop(plain, bare=False)
+    assert plain.run(until=stop) == 400
+    events = next(plain._eid)
+    for bare in (False, True):
+        k = Kernel()
+        got, stop = _closed_loop(k, bare=bare)
+        k.run(until=stop)
+        assert got[: len(ref)] == ref
+        assert k.now == plain.now
+        assert next(k._eid) == events  # the same number of events
+
+
+def test_run_until_returns_value_and_resumes() -> None:
+    k = Kernel()
+    first = k.event()
+    seen: list[float] = []
+
+    def proc() -> Any:
+        for _ in range(5):
+            yield 2.0
+            seen.append(k.now)
+            if k.now == 4.0:
+                first.succeed("half")
+
+    k.process(proc())
+    assert k.run(until=first) == "half"
+    assert seen == [2.0, 4.0]
+    k.run(until=20)  # a number: SimPy's own run
+    assert seen == [2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+def test_other_number_types_are_timeouts() -> None:
+    k = Kernel()
+    seen: list[float] = []
+
+    def proc() -> Any:
+        yield 3  # an int
+        seen.append(k.now)
+        yield np.float64(1.5)
+        seen.append(k.now)
+
+    p = k.process(proc())
+    k.run(until=p)
+    assert seen == [3.0, 4.5]
+
+
+@pytest.mark.parametrize("fail_how", ["raise", "failed_event"])
+def test_failures_raise(fail_how: str) -> None:
+    k = Kernel()
+
+    def proc() -> Any:
+        yield 1.0
+        if fail_how == "raise":
+            raise ValueError("model bug")
+        ev = k.event()
+        ev.fail(ValueError("model bug"))
+        yield ev
+
+    done = k.event()
+    k.process(proc())
+    with pytest.raises(ValueError, match="model bug"):
+        k.run(until=done)
+
+
+def test_stop_keeps_later_callbacks() -> None:
+    """A callback queued after the stop (as in SimPy) runs when the simulation resumes."""
+    k = Kernel()
+    stop = k.timeout(5.0)
+    calls: list[str] = []
+
+    def proc() -> Any:
+        yield 1.0  # run() has added its stop callback by now: this one comes after it
+        stop.callbacks.append(lambda _e: calls.append("later"))
+
+    k.process(proc())
+    k.run(until=stop)
+    assert calls == []
+    k.run(until=6.0)
+    assert calls == ["later"]
+
+
+def test_run_out_of_events_is_an_error() -> None:
+    k = Kernel()
+    never = k.event()
+    k.process(iter_once(k))
+    with pytest.raises(RuntimeError, match="No scheduled events left"):
+        k.run(until=never)
+
+
+def iter_once(k: Kernel) -> Any:
+    yield 1.0
