@@ -114,6 +114,9 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     cal.write(out)
     prof = Profile.from_file(out)
     assert prof.host_cpus >= 1 and prof.disk["model"] == "parallel"
+    # The host's completion path and fio's loop, both from the traces.
+    assert prof.disk["completion"].mean >= 0 and "disk.completion" in prof.provenance
+    assert prof.costs["guest_loop"]["any"].mean > 0 and "costs.guest_loop" in prof.provenance
     # Every number is measured, but the lock: a property of the reference implementation.
     assert prof.provenance.pop("cpu.backend_lock").startswith("derived:")
     assert prof.backend_lock

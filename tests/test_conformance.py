@@ -112,3 +112,22 @@ def test_replace_design_keeps_common_random_numbers(seed_profile):  # type: igno
     b = simulate(Scenario(workload=w, design=design("vhost-blk")), 5, profile=seed_profile)
     assert np.array_equal(a.write, b.write)
     assert replace(design("vhost-blk"), poll_us=1.0).poll_us == 1.0
+
+
+@pytest.mark.parametrize("d", ["virtio-blk", "vhost-blk"])
+def test_guest_loop_is_off_the_latency_clock(d, make_profile):  # type: ignore[no-untyped-def]
+    """fio's loop between a reap and the next submission lowers IOPS, not latency: at iodepth 1
+    the cycle is lat + loop."""
+    plain = make_profile(costs={"guest_submit": {"dist": "fixed", "value_us": 20.0}})
+    looped = make_profile(
+        costs={
+            "guest_submit": {"dist": "fixed", "value_us": 20.0},
+            "guest_loop": {"dist": "fixed", "value_us": 30.0},
+        }
+    )
+    s = Scenario(workload=Workload(iodepth=1, number_ios=2000), design=design(d))
+    a, b = simulate(s, 1, profile=plain), simulate(s, 1, profile=looped)
+    lat = (b.slat_ns + b.clat_ns).mean() / 1e3
+    assert lat == pytest.approx((a.slat_ns + a.clat_ns).mean() / 1e3)
+    assert lat == pytest.approx(120.0)  # submit 20 + disk 100
+    assert b.iops == pytest.approx(1e6 / (lat + 30.0), rel=1e-3)

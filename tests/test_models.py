@@ -273,3 +273,54 @@ def test_lock_serialises_threads_and_hands_over_on_block():
     # handed the lock when a blocks at 150, waking 50 later (an idle wake-up): it runs at 200.
     assert ran == [("a", 50.0), ("b", 200.0)]
     assert lock.handoffs == 1 and lock.holder is None
+
+
+def test_lock_dropped_around_a_syscall_lets_the_other_thread_run():
+    from vsim.models.cpu import Lock
+
+    env, _, (a, b) = _threads(2, [0, 1])
+    lock = Lock()
+    a.lock = b.lock = lock
+    fd_a, fd_b = Notifier("a"), Notifier("b")
+    ran: list[tuple[str, float]] = []
+
+    def syscaller(t):  # type: ignore[no-untyped-def]
+        yield from t.start()  # runs at 50 holding the lock
+        yield env.timeout(10.0)  # Python code, lock held
+        t.drop_lock()  # the system call: b takes the lock (an idle wake-up: 50)
+        yield env.timeout(100.0)
+        yield from t.take_lock()  # back at 160, while b holds the lock
+        ran.append(("a", env.now))
+        yield from t.wait([fd_a])
+
+    def python(t):  # type: ignore[no-untyped-def]
+        yield from t.start()
+        ran.append(("b", env.now))
+        yield env.timeout(60.0)
+        yield from t.wait([fd_b])
+
+    env.process(syscaller(a))
+    env.process(python(b))
+    env.run(until=1000)
+    # b starts at 50, finds the lock held and blocks; a drops it at 60, b wakes at 110 and runs
+    # to 170; a, back from its syscall at 160, blocks for the lock, is handed it at 170 and
+    # wakes 50 later (its CPU went idle).
+    assert ran == [("b", 110.0), ("a", 220.0)]
+    assert lock.handoffs == 2
+
+
+def test_disk_completion_path_delays_done_not_the_device():
+    import itertools
+
+    from vsim.models.disk import Disk, Request
+    from vsim.models.monitor import Registry
+
+    env = simpy.Environment()
+    disk = Disk(env, 1, lambda _r: 5.0, Registry(), itertools.repeat(10.0).__next__)
+    done: list[float] = []
+    for i in range(2):
+        disk.submit(Request(False, i * 512, 512), lambda _r: done.append(env.now))
+    env.run()
+    # Service 5 each, back to back (the channel is free at 5); each done 10 after its service.
+    assert done == [15.0, 20.0]
+    assert disk.served == 2

@@ -19,6 +19,8 @@ PROVENANCE_KINDS = ("measured", "fitted", "cited", "derived")
 # Operation costs (CPU time, microseconds) the engine charges. Host operations may have separate
 # "user" (a QEMU thread: syscalls) and "kernel" (vhost: in-kernel calls) variants.
 GUEST_OPS = ("guest_submit", "kick", "guest_irq", "guest_complete")
+# Optional costs: absent means zero (profiles from before they existed keep their meaning).
+OPTIONAL_OPS = ("guest_loop",)
 HOST_OPS = (
     "wait_return",
     "notify_read",
@@ -35,6 +37,8 @@ COST_DOCS = {
     "kick": "VM exit to notify the device through ioeventfd, per kick, on the vCPU",
     "guest_irq": "guest interrupt entry, handler and exit, per interrupt",
     "guest_complete": "guest completion of one used entry and fio reaping it, per I/O",
+    "guest_loop": "optional: fio's own loop between reaping an I/O and starting the next one"
+    " (off the latency clock: it lowers IOPS, not lat), per I/O",
     "wait_return": "return from the wait primitive (epoll/ppoll or the kernel's schedule)",
     "notify_read": "consuming an eventfd notification (read syscall or in-kernel)",
     "pop": "popping one request from the available ring (descriptors and header)",
@@ -202,8 +206,11 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
     costs_t = _table(data, "costs", "")
     costs: dict[str, dict[str, Dist]] = {}
-    for op in GUEST_OPS + HOST_OPS:
+    for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS:
         t = costs_t.get(op)
+        if t is None and op in OPTIONAL_OPS:
+            costs[op] = {"any": Dist.fixed(0.0)}
+            continue
         if not isinstance(t, dict):
             raise ProfileError(f"costs.{op}: missing ({COST_DOCS[op]})")
         if "dist" in t:

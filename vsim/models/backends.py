@@ -69,10 +69,10 @@ class Backend:
             carry = c.wait_return()
             if self.kick.count:
                 self.kick.consume()
-                carry = yield from self._handle_avail(carry + c.notify_read())
+                carry = yield from self._handle_avail(t, carry + c.notify_read())
             if self.aio.count:
                 self.aio.consume()
-                carry = yield from self._handle_completions(carry + c.notify_read())
+                carry = yield from self._handle_completions(t, carry + c.notify_read())
             if carry:
                 yield carry
 
@@ -82,7 +82,7 @@ class Backend:
         while True:
             yield from t.wait((self.kick,))
             self.kick.consume()
-            carry = yield from self._handle_avail(c.wait_return() + c.notify_read())
+            carry = yield from self._handle_avail(t, c.wait_return() + c.notify_read())
             if carry:
                 yield carry
 
@@ -92,12 +92,12 @@ class Backend:
         while True:
             yield from t.wait((self.aio,))
             self.aio.consume()
-            carry = yield from self._handle_completions(c.wait_return() + c.notify_read())
+            carry = yield from self._handle_completions(t, c.wait_return() + c.notify_read())
             if carry:
                 yield carry
 
     # -- request handling --------------------------------------------------------------------
-    def _handle_avail(self, carry: float) -> Generator[simpy.Event | float, Any, float]:
+    def _handle_avail(self, t: Thread, carry: float) -> Generator[simpy.Event | float, Any, float]:
         """Pop and submit until the ring is empty with notifications re-enabled."""
         c = self.costs
         env = self.env
@@ -111,15 +111,26 @@ class Backend:
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
-                    cost = c.submit_call() + sum(c.submit_iocb() for _ in batch)
-                    yield cost
+                    if t.lock is not None:  # the lock is dropped inside the syscall
+                        yield c.submit_call()
+                        t.drop_lock()
+                        yield sum(c.submit_iocb() for _ in batch)
+                        yield from t.take_lock()
+                    else:
+                        yield c.submit_call() + sum(c.submit_iocb() for _ in batch)
                     self.submit_calls += 1
                     for io in batch:
                         self._to_disk(io)
             else:
                 while (io := vq.pop()) is not None:
                     t_pop = env.now + carry + c.pop()
-                    yield t_pop - env.now + c.submit_call() + c.submit_iocb()
+                    if t.lock is not None:  # the lock is dropped inside the syscall
+                        yield t_pop - env.now + c.submit_call()
+                        t.drop_lock()
+                        yield c.submit_iocb()
+                        yield from t.take_lock()
+                    else:
+                        yield t_pop - env.now + c.submit_call() + c.submit_iocb()
                     carry = 0.0
                     io.t_pop = t_pop
                     self.submit_calls += 1
@@ -137,20 +148,29 @@ class Backend:
         self.cq_level.add(1, io.t_dd)
         self.aio.signal()
 
-    def _handle_completions(self, carry: float) -> Generator[simpy.Event | float, Any, float]:
+    def _handle_completions(
+        self, t: Thread, carry: float
+    ) -> Generator[simpy.Event | float, Any, float]:
         """Reap every completed request, push it to the used ring and signal the guest."""
         c = self.costs
         env = self.env
         vq = self.vq
         per_completion = self.design.signal == "per-completion"
         while self.cq:
-            carry += c.reap_call()
             self.reap_calls += 1
             batch = list(self.cq)
             self.cq.clear()
             self.cq_level.set(0, env.now)
+            if t.lock is not None:  # io_getevents with the lock dropped, then the pushes
+                yield carry
+                t.drop_lock()
+                yield c.reap_call() + sum(c.reap_event() for _ in batch)
+                yield from t.take_lock()
+                carry = 0.0
+            else:
+                carry += c.reap_call()
             for io in batch:
-                yield carry + c.reap_event() + c.push()
+                yield carry + (0.0 if t.lock is not None else c.reap_event()) + c.push()
                 carry = 0.0
                 vq.push(io)
                 io.t_push = env.now

@@ -138,7 +138,9 @@ class Thread:
         b.on = c.on = True
         b.since = c.since = now
 
-    def _release(self) -> None:
+    def drop_lock(self) -> None:
+        """Release the lock while still running: CPython drops the GIL around a system call,
+        so another thread may run Python code meanwhile; `take_lock` reclaims it after."""
         lock = self.lock
         if lock is not None and lock.holder is self:
             lock.holder = None
@@ -147,6 +149,14 @@ class Thread:
                 lock.holder = nxt
                 lock.handoffs += 1
                 nxt.notify()
+
+    def take_lock(self) -> Proc:
+        """Reclaim the lock after `drop_lock`, blocking (off the CPU) while another holds it."""
+        if self.lock is not None:
+            yield from self._take_lock()
+
+    def _release(self) -> None:
+        self.drop_lock()
         now = self.env.now
         cpu = self.cpu
         b, c = self.busy, cpu.busy

@@ -154,10 +154,22 @@ class Vcpu:
                     carry = 0.0
                     job.inflight -= 1
                     worked = True
-                    if job.done or not vq.can_add():
+                    loop = c.guest_loop()
+                    if job.done or not vq.can_add() or loop:
                         yield t_done - env.now
                         job.active.add(-1, t_done)
                         self.record(io)
+                        if job.done or not vq.can_add():
+                            continue
+                        # fio's own loop before the next submission (off the latency clock).
+                        yield loop
+                        nxt = job.new_io(env.now)
+                        job.inflight += 1
+                        yield c.guest_submit()
+                        if self._add(nxt):
+                            yield c.kick()
+                            self.kick.signal()
+                        nxt.t_issue = env.now
                         continue
                     # The last reap runs straight into the next submission (fio's loop): one
                     # timeout for both; one I/O ends as the next starts, so `active` is unchanged.
@@ -173,6 +185,9 @@ class Vcpu:
                     yield carry
                     carry = 0.0
                 while job.inflight < job.w.iodepth and vq.can_add():
+                    loop = c.guest_loop()
+                    if loop:
+                        yield loop
                     io = job.new_io(env.now)
                     job.inflight += 1
                     yield c.guest_submit()

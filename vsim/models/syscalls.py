@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vsim.models.dists import Sampler, sampler
-from vsim.profile import GUEST_OPS, HOST_OPS, Profile
+from vsim.profile import GUEST_OPS, HOST_OPS, OPTIONAL_OPS, Profile
 
 RngFor = Callable[[str], np.random.Generator]
 
@@ -21,7 +21,7 @@ class Costs:
 
     def __init__(self, profile: Profile, context: str, rng_for: RngFor) -> None:
         self.context = context
-        for op in GUEST_OPS:
+        for op in GUEST_OPS + OPTIONAL_OPS:
             setattr(self, op, sampler(profile.cost(op, "guest"), rng_for(f"cost.{op}")))
         for op in HOST_OPS:
             setattr(self, op, sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
@@ -30,6 +30,7 @@ class Costs:
     kick: Sampler
     guest_irq: Sampler
     guest_complete: Sampler
+    guest_loop: Sampler
     wait_return: Sampler
     notify_read: Sampler
     pop: Sampler
