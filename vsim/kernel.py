@@ -107,6 +107,7 @@ class LeanProcess(Process):
             return
         env = self.env
         env._active_proc = self
+        nxt: Any
         try:
             nxt = self._send(event._value)
         except StopIteration as e:
@@ -123,10 +124,13 @@ class LeanProcess(Process):
             queue: list[Any] = env._queue
             heappush(queue, (env._now + nxt, NORMAL, next(env._eid), wake))
             return
-        if isinstance(nxt, int | float):  # another number type: a real Timeout
-            env.timeout(float(nxt)).callbacks.append(self._resume_cb)
+        try:
+            cbs = nxt.callbacks
+        except AttributeError:
+            if not isinstance(nxt, int | float):
+                raise
+            env.timeout(float(nxt)).callbacks.append(self._resume_cb)  # another number type
             return
-        cbs = nxt.callbacks
         if cbs is None:  # an event already processed: SimPy's own handling continues at once
             super()._resume(nxt)
             return

@@ -156,7 +156,8 @@ class Thread:
             yield from self._take_lock()
 
     def _release(self) -> None:
-        self.drop_lock()
+        if self.lock is not None:
+            self.drop_lock()
         now = self.env.now
         cpu = self.cpu
         b, c = self.busy, cpu.busy

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -59,16 +60,15 @@ class FioJob:
         self.vcpu: Vcpu | None = None
         self._blocks = w.size // w.bs
         self._next = [0, 0]  # sequential position per direction (fio's last_pos[ddir])
-        self._u: list[float] = []
-        self._ui = 0
+        self._read_fraction = w.read_fraction
+        self._random = w.random
+        self._bs = w.bs
+        # Uniform draws in blocks of 1024 (a C-level iterator: no Python call per draw).
+        self._uniform = itertools.chain.from_iterable(self._blocks_of_uniforms()).__next__
 
-    def _uniform(self) -> float:
-        if self._ui >= len(self._u):
-            self._u = self.rng.random(1024).tolist()
-            self._ui = 0
-        v = self._u[self._ui]
-        self._ui += 1
-        return v
+    def _blocks_of_uniforms(self) -> Iterator[list[float]]:
+        while True:
+            yield self.rng.random(1024).tolist()
 
     def new_io(self, now: float, track: bool = True) -> IO:
         """The job's next I/O: direction by rwmixread, offset sequential or uniform random.
@@ -76,10 +76,9 @@ class FioJob:
         track=False: the caller knows another I/O of the job ends at `now` (no change in the
         number of active I/Os).
         """
-        w = self.w
-        f = w.read_fraction
+        f = self._read_fraction
         write = f == 0.0 or (f < 1.0 and self._uniform() >= f)
-        if w.random:
+        if self._random:
             block = int(self._uniform() * self._blocks)
         else:
             d = int(write)
@@ -87,7 +86,8 @@ class FioJob:
             self._next[d] = (block + 1) % self._blocks
         if track:
             self.active.add(1, now)
-        return IO(self, write, block * w.bs, w.bs, now)
+        bs = self._bs
+        return IO(self, write, block * bs, bs, now)
 
 
 class Vcpu:
