@@ -205,6 +205,27 @@ class HddTimes:
     requests are served FCFS.
     """
 
+    __slots__ = (
+        "_buffer",
+        "_if_rate",
+        "_media_rate",
+        "_overhead",
+        "_rot",
+        "_seek_min",
+        "_seek_span",
+        "_third",
+        "_write_cache",
+        "buf_hi",
+        "buf_lo",
+        "head",
+        "hits",
+        "misses",
+        "p",
+        "rev_us",
+        "rng",
+        "span",
+    )
+
     def __init__(self, p: dict[str, Any], span: int, rng: np.random.Generator) -> None:
         self.p = p
         self.span = max(span, 1)
