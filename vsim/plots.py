@@ -2,191 +2,65 @@
 
 from __future__ import annotations
 
-import io
 import math
-import textwrap
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib as mpl
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import (
-    FixedLocator,
     FuncFormatter,
-    LogLocator,
-    NullFormatter,
-    NullLocator,
 )
-from numpy.typing import ArrayLike, NDArray
 
-from vsim.breakdown import SEGMENT_LABELS, SEGMENT_NAMES, breakdown
+from vsim.breakdown import breakdown
 from vsim.errors import ConfigError
+from vsim.plot_breakdown import plot_breakdown
+from vsim.plot_cdf import cdf_samples, plot_cdf
+from vsim.plot_style import (
+    DESIGN_COLORS,
+    SEGMENT_COLORS,
+    VsimFigure,
+    design_colors,
+    finish,
+    iodepth_axis,
+    legend_below,
+    marker_size,
+    new_figure,
+    styled,
+    thousands,
+)
 from vsim.plot_tables import (
-    constants,
     direction_totals,
     panel_keys,
     panel_title,
     per_run,
     require_columns,
-    size_label,
     summarise,
     unique,
 )
 from vsim.results import Result
 
-#: Fixed colours of the preset designs (seaborn's colour-blind palette), the same in every plot.
-DESIGN_COLORS: dict[str, str] = {
-    "virtio-blk": "#0173b2",
-    "vhost-blk": "#de8f05",
-    "virtio-blk-batched": "#029e73",
-}
-# Colours for other labels (variants, profiles), handed out in order of first appearance.
-_EXTRA_COLORS = ("#cc78bc", "#d55e00", "#56b4e9", "#ca9161", "#949494", "#ece133", "#fbafe4")
-#: Colours of the latency-breakdown segments: the guest in blues, the notification path in pink,
-#: the backend in orange/green, the disk a neutral grey (it often dominates; the host's share
-#: should stand out against it).
-SEGMENT_COLORS: dict[str, str] = {
-    "guest_submit": "#8da0cb",
-    "kick_queue": "#e78ac3",
-    "backend_submit": "#fc8d62",
-    "disk": "#c8c8c8",
-    "completion": "#66c2a5",
-    "signal_reap": "#ffd92f",
-}
-_LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 1)))
-_RC: dict[str, Any] = {
-    **sns.axes_style("whitegrid"),
-    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "sans-serif"],
-    "font.size": 10.0,
-    "axes.titlesize": 10.5,
-    "axes.labelsize": 10.0,
-    "axes.edgecolor": ".7",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "grid.color": ".88",
-    "legend.frameon": False,
-    "legend.fontsize": 9.0,
-    "xtick.bottom": True,
-    "ytick.left": True,
-    "figure.titlesize": 12.5,
-    "figure.titleweight": "bold",
-    "svg.hashsalt": "vsim",
-}
-
-
-def _styled() -> AbstractContextManager[None]:
-    """vsim's style for the figures built inside (rcParams restored on exit)."""
-    rc: Any = _RC
-    return mpl.rc_context(rc)
-
-
-class VsimFigure(Figure):
-    """A matplotlib Figure that shows itself as a PNG in Jupyter without pyplot."""
-
-    def _repr_png_(self) -> bytes:
-        buf = io.BytesIO()
-        self.savefig(buf, format="png", dpi=100, facecolor="white")
-        return buf.getvalue()
-
+__all__ = [  # the figures, and the names notebooks use from this module
+    "DESIGN_COLORS",
+    "PLOT_KINDS",
+    "SEGMENT_COLORS",
+    "VsimFigure",
+    "cdf_samples",
+    "design_colors",
+    "plot_breakdown",
+    "plot_cdf",
+    "plot_iops",
+    "plot_kind",
+    "plot_latency",
+    "save",
+]
 
 PLOT_KINDS = ("iops", "latency", "cdf", "breakdown")
-Kind = Literal["iops", "latency", "cdf", "breakdown"]
-
-
-# ------------------------------------------------------------------------------ colours
-
-
-def design_colors(
-    labels: Iterable[str], palette: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """A colour per label: `palette`, then DESIGN_COLORS, then extra colours in label order."""
-    fixed = {**DESIGN_COLORS, **(palette or {})}
-    out: dict[str, str] = {}
-    spare = [c for c in _EXTRA_COLORS if c not in fixed.values()]
-    i = 0
-    for lab in labels:
-        if lab in out:
-            continue
-        if lab in fixed:
-            out[lab] = fixed[lab]
-        else:
-            out[lab] = spare[i % len(spare)]
-            i += 1
-    return out
-
-
-def _new_figure(
-    n_panels: int,
-    *,
-    panel_w: float = 4.6,
-    panel_h: float = 3.6,
-    max_cols: int = 3,
-    sharey: bool = False,
-) -> tuple[Figure, list[Axes]]:
-    cols = min(n_panels, max_cols)
-    rows = math.ceil(n_panels / cols)
-    if cols == 1:
-        panel_w = max(panel_w, 6.4)
-    fig = VsimFigure(figsize=(0.6 + panel_w * cols, 0.9 + panel_h * rows), layout="constrained")
-    grid = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
-    axes: list[Axes] = list(grid.flat)
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
-
-
-def _iodepth_axis(ax: Axes, values: Iterable[Any]) -> None:
-    """iodepth ticks at the swept values; a log2 axis when they span a factor 8 or more."""
-    qd = sorted({int(v) for v in values})
-    if not qd:
-        return
-    log = qd[0] > 0 and qd[-1] / qd[0] >= 8
-    ticks = qd
-    if log:
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_minor_locator(NullLocator())
-        if len(qd) > 12:
-            ticks = sorted({qd[0], qd[-1], *(v for v in qd if v & (v - 1) == 0)})
-    elif len(qd) > 12:
-        ticks = qd[:: math.ceil(len(qd) / 12)]
-    ax.xaxis.set_major_locator(FixedLocator([float(t) for t in ticks]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    lo, hi = qd[0], qd[-1]
-    if log:
-        ax.set_xlim(lo / 1.25, hi * 1.25)
-    else:
-        pad = max((hi - lo) * 0.06, 0.3)
-        ax.set_xlim(lo - pad, hi + pad)
-    ax.set_xlabel("iodepth (I/Os in flight)")
-
-
-def _marker_size(points: int) -> float:
-    """Smaller markers on lines with many points."""
-    return 5.0 if points <= 12 else 3.0
-
-
-def _thousands(v: float, _pos: int) -> str:
-    return f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}"
-
-
-def _finish(fig: Figure, title: str | None, default: str, df: pd.DataFrame | None) -> None:
-    sub = constants(df) if df is not None else ""
-    text = title if title is not None else default + (f": {sub}" if sub else "")
-    width = int(fig.get_figwidth() * 10.5)  # characters of the bold title that fit
-    fig.suptitle(textwrap.fill(text, width=max(width, 30)))
-
-
-def _legend_below(fig: Figure, handles: list[Any], ncol: int) -> None:
-    fig.legend(handles=handles, loc="outside lower center", ncol=max(1, ncol))
-
 
 # ------------------------------------------------------------------------------ IOPS
 
@@ -208,7 +82,7 @@ def plot_iops(
     hue values, each iodepth is labelled with the second's gain over the first.
     """
     require_columns(df, (hue, "iodepth", "iops"), "plot_iops")
-    with _styled():
+    with styled():
         keys = panel_keys(df, always=("rw",))
         k = [*keys, hue, "iodepth"]
         sim = summarise(per_run(df, k, "iops"), k, ["iops"])
@@ -231,7 +105,7 @@ def plot_iops(
         if meas is not None:
             labels += [v for v in unique(meas[hue]) if v not in labels]
         colors = design_colors(labels, palette)
-        fig, axes = _new_figure(len(panels), sharey=True)
+        fig, axes = new_figure(len(panels), sharey=True)
         for ax, pv in zip(axes, panels, strict=True):
             sel = (sim[keys] == pd.Series(pv, index=keys)).all(axis=1)
             part = sim[sel]
@@ -243,7 +117,7 @@ def plot_iops(
                     "-o",
                     color=colors[lab],
                     lw=2.0,
-                    ms=_marker_size(len(g)),
+                    ms=marker_size(len(g)),
                     label=str(lab),
                     zorder=3,
                 )
@@ -277,12 +151,12 @@ def plot_iops(
                         zorder=4,
                     )
             labs = unique(part[hue])
-            _iodepth_axis(ax, part["iodepth"])
+            iodepth_axis(ax, part["iodepth"])
             if annotate_gain and len(labs) == 2:
                 _annotate_gain(ax, fig.get_figwidth(), part, hue, labs, colors)
             ax.set_title(panel_title(keys, pv))
             ax.set_ylim(bottom=0)
-            ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+            ax.yaxis.set_major_formatter(FuncFormatter(thousands))
         axes[0].set_ylabel("IOPS (I/Os per second)")
         for ax in axes:
             ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
@@ -294,8 +168,8 @@ def plot_iops(
             handles.append(Patch(color=".5", alpha=0.25, lw=0, label="95 % CI (simulation)"))
         if meas is not None:
             handles.append(_measured_handle(meas))
-        _legend_below(fig, handles, len(handles))
-        _finish(fig, title, "IOPS vs iodepth", df)
+        legend_below(fig, handles, len(handles))
+        finish(fig, title, "IOPS vs iodepth", df)
     return fig
 
 
@@ -376,7 +250,7 @@ def plot_latency(
     """
     mean_c, p50_c, p99_c = (f"{metric}_{s}_us" for s in ("mean", "p50", "p99"))
     require_columns(df, (hue, "iodepth", mean_c), "plot_latency")
-    with _styled():
+    with styled():
         keys = panel_keys(df, always=("rw",))
         sim = df
         if combine_dirs:
@@ -397,7 +271,7 @@ def plot_latency(
         panels = unique(tuple(r) for r in sim[pkeys].itertuples(index=False))
         labels = unique(sim[hue])
         colors = design_colors(labels, palette)
-        fig, axes = _new_figure(len(panels), sharey=False)
+        fig, axes = new_figure(len(panels), sharey=False)
         for ax, pv in zip(axes, panels, strict=True):
             part = sim[(sim[pkeys] == pd.Series(pv, index=pkeys)).all(axis=1)]
             for lab in unique(part[hue]):
@@ -414,7 +288,7 @@ def plot_latency(
                     "-o",
                     color=c,
                     lw=2.0,
-                    ms=_marker_size(len(g)),
+                    ms=marker_size(len(g)),
                     label=str(lab),
                     zorder=3,
                 )
@@ -438,7 +312,7 @@ def plot_latency(
                         capsize=3,
                         zorder=4,
                     )
-            _iodepth_axis(ax, part["iodepth"])
+            iodepth_axis(ax, part["iodepth"])
             ax.set_title(panel_title(pkeys, pv))
             ax.set_ylim(bottom=0)
         what = "total latency (slat + clat)" if metric == "lat" else "completion latency (clat)"
@@ -452,275 +326,9 @@ def plot_latency(
             ]
         if meas is not None:
             handles.append(_measured_handle(meas))
-        _legend_below(fig, handles, len(handles))
+        legend_below(fig, handles, len(handles))
         name = "Total latency" if metric == "lat" else "Completion latency (clat)"
-        _finish(fig, title, f"{name} vs iodepth", df)
-    return fig
-
-
-# ------------------------------------------------------------------------------ CDF
-
-
-def cdf_samples(
-    results: Iterable[Result], metric: Literal["lat", "clat"] = "lat"
-) -> dict[str, NDArray[np.int64]]:
-    """Per-I/O latencies (ns) of Results keyed by a label: `design QDn` (plus rw/bs if mixed)."""
-    items = list(results)
-    rws = {r.scenario.workload.rw for r in items}
-    bss = {r.scenario.workload.bs for r in items}
-    out: dict[str, NDArray[np.int64]] = {}
-    for r in items:
-        w = r.scenario.workload
-        label = f"{r.scenario.design.name} QD{w.iodepth}"
-        if len(rws) > 1:
-            label += f" {w.rw}"
-        if len(bss) > 1:
-            label += f" {size_label(w.bs)}"
-        arr: NDArray[np.int64] = r.lat_ns if metric == "lat" else r.clat_ns
-        out[label] = arr
-    return out
-
-
-def _cdf_styles(labels: list[str], palette: Mapping[str, str] | None) -> dict[str, tuple[str, Any]]:
-    """Colour and line style per label: a design's colour for labels that start with its name."""
-    known = {**DESIGN_COLORS, **(palette or {})}
-    out: dict[str, tuple[str, Any]] = {}
-    used: dict[str, int] = {}
-    others = design_colors([lab for lab in labels if not _design_prefix(lab, known)], palette)
-    for lab in labels:
-        base = _design_prefix(lab, known)
-        if base is None:
-            out[lab] = (others[lab], "-")
-            continue
-        k = used.get(base, 0)
-        used[base] = k + 1
-        out[lab] = (known[base], _LINESTYLES[k % len(_LINESTYLES)])
-    return out
-
-
-def _design_prefix(label: str, known: Mapping[str, str]) -> str | None:
-    best = None
-    for name in known:
-        if (label == name or label.startswith(name + " ")) and (
-            best is None or len(name) > len(best)
-        ):
-            best = name
-    return best
-
-
-def plot_cdf(
-    samples: Mapping[str, ArrayLike],
-    *,
-    title: str | None = None,
-    palette: Mapping[str, str] | None = None,
-    log_x: bool | None = None,
-    what: str = "total latency (slat + clat)",
-) -> Figure:
-    """Overlaid latency CDFs: the body (left, up to p99.5) and the tail as 1 - CDF (right).
-
-    `samples` maps a label to per-I/O latencies in ns. Labels that start with a design name take
-    its colour (several points of one design get different line styles). The tail panel is
-    log-log; its x axis is linear when the latencies span less than a factor 20 (or as `log_x`
-    says).
-    """
-    data = {k: np.sort(np.asarray(v, dtype=np.float64)) / 1000 for k, v in samples.items()}
-    data = {k: v for k, v in data.items() if v.size}
-    if not data:
-        raise ConfigError("plot_cdf: no samples")
-    labels = list(data)
-    styles = _cdf_styles(labels, palette)
-    lo = min(float(v[0]) for v in data.values())
-    hi = max(float(v[-1]) for v in data.values())
-    body_hi = max(float(np.quantile(v, 0.995)) for v in data.values())
-    if log_x is None:
-        log_x = lo > 0 and hi / lo > 20
-    with _styled():
-        fig = VsimFigure(figsize=(11.0, 4.6), layout="constrained")
-        body, tail = fig.subplots(1, 2)
-        handles: list[Any] = []
-        for lab in labels:
-            x = data[lab]
-            n = x.size
-            color, ls = styles[lab]
-            # At most ~1,400 quantiles per line: dense in the body, log-spaced in the tail.
-            levels = np.unique(
-                np.concatenate([np.linspace(0.0, 0.99, 991), 1 - np.logspace(-2, -6, 400), [1.0]])
-            )
-            levels = levels[levels <= 1 - 0.5 / n] if n > 1 else levels[:1]
-            q = np.quantile(x, levels)
-            body.plot(q, levels, color=color, ls=ls, lw=1.8, label=lab)
-            tail.plot(q, 1 - levels, color=color, ls=ls, lw=1.8)
-            mean, p99 = float(x.mean()), float(np.quantile(x, 0.99))
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color=color,
-                    ls=ls,
-                    lw=1.8,
-                    label=f"{lab}: mean {mean:,.0f} µs, p99 {p99:,.0f} µs",
-                )
-            )
-        for p in (0.5, 0.99):
-            body.axhline(p, color=".55", lw=0.8, ls=(0, (2, 2)), zorder=0)
-            body.text(
-                1.0,
-                p,
-                f" p{p * 100:g}",
-                transform=body.get_yaxis_transform(),
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=".4",
-            )
-            tail.axhline(1 - p, color=".55", lw=0.8, ls=(0, (2, 2)), zorder=0)
-            tail.text(
-                1.0,
-                1 - p,
-                f" p{p * 100:g}",
-                transform=tail.get_yaxis_transform(),
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=".4",
-            )
-        pad = (body_hi - lo) * 0.05
-        body.set_xlim(max(lo - pad, 0.0), body_hi + pad)
-        body.set_ylim(0, 1.0)
-        body.set_ylabel("fraction of I/Os ≤ x (CDF)")
-        body.set_title("body (up to p99.5)")
-        tail.set_yscale("log")
-        tail.set_ylabel("fraction of I/Os > x (1 - CDF)")
-        min_level = min(0.5 / max(v.size, 1) for v in data.values())
-        tail.set_ylim(max(min_level / 1.5, 1e-6), 1.05)
-        tail.set_title("tail (all I/Os)")
-        if log_x:
-            tail.set_xscale("log")
-            tail.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            tail.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
-            tail.xaxis.set_minor_formatter(NullFormatter())
-        for ax in (body, tail):
-            ax.set_xlabel(f"{what} (µs)")
-        _legend_below(fig, handles, min(len(handles), 2))
-        fig.suptitle(title if title is not None else "Latency distribution")
-    return fig
-
-
-# ------------------------------------------------------------------------------ breakdown
-
-
-def plot_breakdown(
-    bd: pd.DataFrame,
-    *,
-    hue: str = "design",
-    title: str | None = None,
-    palette: Mapping[str, str] | None = None,
-    share: bool = False,
-) -> Figure:
-    """Where the time goes: stacked bars of the mean time per I/O in each segment.
-
-    `bd` is a tidy breakdown (vsim.breakdown.breakdown / breakdown_trace, concatenated). One bar
-    per `hue` value (design) and iodepth, grouped by iodepth; one panel per rw/bs/profile. Bar
-    labels are coloured like the designs in the other plots; `share` plots fractions of the
-    total instead of microseconds. Measured and simulated bars (`source`) are told apart.
-    """
-    require_columns(bd, (hue, "iodepth", "stage", "mean_us"), "plot_breakdown")
-    with _styled():
-        keys = panel_keys(bd, always=("rw",))
-        d = bd.copy()
-        two_sources = "source" in d.columns and d["source"].nunique() > 1
-        d["_bar"] = d[hue].astype(str)
-        if two_sources:
-            d["_bar"] = d["_bar"] + " · " + d["source"].astype(str)
-        value = "share" if share else "mean_us"
-        panels = unique(tuple(r) for r in d[keys].itertuples(index=False))
-        colors = design_colors(unique(d[hue].astype(str)), palette)
-        bars_per_panel = [
-            d[(d[keys] == pd.Series(pv, index=keys)).all(axis=1)]
-            .drop_duplicates(["iodepth", "_bar"])
-            .shape[0]
-            for pv in panels
-        ]
-        heights = [0.9 + 0.32 * n for n in bars_per_panel]
-        fig = VsimFigure(figsize=(10.0, 1.3 + sum(heights)), layout="constrained")
-        grid = fig.subplots(
-            len(panels), 1, squeeze=False, sharex=True, gridspec_kw={"height_ratios": heights}
-        )
-        axes: list[Axes] = list(grid.flat)
-        xmax = 0.0
-        totals_by_ax: list[list[tuple[float, float]]] = []
-        for ax, pv in zip(axes, panels, strict=True):
-            part = d[(d[keys] == pd.Series(pv, index=keys)).all(axis=1)]
-            ypos: list[float] = []
-            ticklabels: list[str] = []
-            tickcolors: list[str] = []
-            totals: list[tuple[float, float]] = []
-            y = 0.0
-            for qd in sorted(unique(part["iodepth"])):
-                at_qd = part[part["iodepth"] == qd]
-                for bar in unique(at_qd["_bar"]):
-                    rows = at_qd[at_qd["_bar"] == bar].set_index("stage")
-                    left = 0.0
-                    for seg in SEGMENT_NAMES:
-                        if seg not in rows.index:
-                            continue
-                        v = float(rows.at[seg, value])
-                        ax.barh(
-                            y,
-                            v,
-                            left=left,
-                            height=0.78,
-                            color=SEGMENT_COLORS[seg],
-                            edgecolor="white",
-                            linewidth=0.6,
-                        )
-                        left += v
-                    totals.append((y, left))
-                    xmax = max(xmax, left)
-                    ypos.append(y)
-                    ticklabels.append(f"QD{qd}  {bar}")
-                    tickcolors.append(colors[str(rows[hue].iloc[0])])
-                    y += 1.0
-                y += 0.5
-            ax.set_yticks(ypos, ticklabels)
-            for tick, c in zip(ax.get_yticklabels(), tickcolors, strict=True):
-                tick.set_color(c)
-                tick.set_fontweight("bold")
-            ax.set_ylim(y - 0.5 - 0.2, -0.7)
-            ax.grid(axis="y", visible=False)
-            if len(panels) > 1:
-                ax.set_title(panel_title(keys, pv), loc="left")
-            totals_by_ax.append(totals)
-        unit = "" if share else " µs"
-        for ax, totals in zip(axes, totals_by_ax, strict=True):
-            ax.set_xlim(0, xmax * 1.12)
-            for y, tot in totals:
-                text = f"{tot:.0%}" if share else f"{tot:,.0f}{unit}"
-                ax.text(
-                    tot + xmax * 0.008, y, text, va="center", ha="left", fontsize=8.5, color=".25"
-                )
-            for patch in ax.patches:
-                w = patch.get_width()  # type: ignore[attr-defined]
-                if w > xmax * 0.035:
-                    x0 = patch.get_x() + w / 2  # type: ignore[attr-defined]
-                    y0 = patch.get_y() + patch.get_height() / 2  # type: ignore[attr-defined]
-                    ax.text(
-                        x0,
-                        y0,
-                        f"{w:.0%}" if share else f"{w:.0f}",
-                        ha="center",
-                        va="center",
-                        fontsize=7.5,
-                        color=".15",
-                    )
-        axes[-1].set_xlabel(
-            "share of the mean total latency" if share else "mean time per I/O (µs)"
-        )
-        if share:
-            axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0%}"))
-        handles = [Patch(color=SEGMENT_COLORS[s], label=SEGMENT_LABELS[s]) for s in SEGMENT_NAMES]
-        fig.legend(handles=handles, loc="outside lower center", ncol=3)
-        _finish(fig, title, "Where the time goes", bd)
+        finish(fig, title, f"{name} vs iodepth", df)
     return fig
 
 
