@@ -115,9 +115,9 @@ class LeanProcess(Process):
             self._value = e.args[0] if e.args else None
             env.schedule(self)
             self._target = None  # type: ignore[assignment]
-            env._active_proc = None
             return
-        env._active_proc = None
+        finally:
+            env._active_proc = None
         if type(nxt) is float:
             wake = self._wake
             wake.callbacks = self._wake_cbs

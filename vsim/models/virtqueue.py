@@ -34,8 +34,10 @@ class Virtqueue:
     ) -> None:
         if size < 1 or size & (size - 1):
             raise ValueError(f"virtqueue size must be a power of 2, got {size}")
-        self._levels = levels  # time-weighted occupancy of the available and used rings
-        self._env = env  # its clock (env.now) for the levels
+        # Time-weighted occupancy of the available and used rings, and their clock (env.now).
+        self._avail_level: Level | None = levels[0] if levels else None
+        self._used_level: Level | None = levels[1] if levels else None
+        self._env = env
         self.size = size
         self.descs_per_request = descs_per_request
         self.free = size
@@ -64,8 +66,8 @@ class Virtqueue:
         self.free -= self.descs_per_request
         self.avail.append(req)
         self.avail_idx = (self.avail_idx + 1) % U16
-        if self._levels:
-            self._levels[0].add(1, self._env.now)
+        if self._avail_level is not None:
+            self._avail_level.add(1, self._env.now)
 
     def kick_prepare(self) -> bool:
         """After adding: must the driver notify the device? (virtqueue_kick_prepare)."""
@@ -81,8 +83,8 @@ class Virtqueue:
         if not self.used:
             return None
         self.free += self.descs_per_request
-        if self._levels:
-            self._levels[1].add(-1, self._env.now)
+        if self._used_level is not None:
+            self._used_level.add(-1, self._env.now)
         return self.used.popleft()
 
     def enable_cb(self) -> bool:
@@ -95,8 +97,8 @@ class Virtqueue:
         """Take one request from the available ring (None when empty)."""
         if not self.avail:
             return None
-        if self._levels:
-            self._levels[0].add(-1, self._env.now)
+        if self._avail_level is not None:
+            self._avail_level.add(-1, self._env.now)
         return self.avail.popleft()
 
     def enable_notify(self) -> bool:
@@ -108,8 +110,8 @@ class Virtqueue:
         """Place a completed request on the used ring."""
         self.used.append(req)
         self.used_idx = (self.used_idx + 1) % U16
-        if self._levels:
-            self._levels[1].add(1, self._env.now)
+        if self._used_level is not None:
+            self._used_level.add(1, self._env.now)
 
     def should_signal(self) -> bool:
         """After pushing: must the device interrupt the driver? (virtio_should_notify)."""
