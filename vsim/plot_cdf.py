@@ -133,28 +133,18 @@ def plot_cdf(
                 )
             )
         for p in (0.5, 0.99):
-            body.axhline(p, color=".55", lw=0.8, ls=(0, (2, 2)), zorder=0)
-            body.text(
-                1.0,
-                p,
-                f" p{p * 100:g}",
-                transform=body.get_yaxis_transform(),
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=".4",
-            )
-            tail.axhline(1 - p, color=".55", lw=0.8, ls=(0, (2, 2)), zorder=0)
-            tail.text(
-                1.0,
-                1 - p,
-                f" p{p * 100:g}",
-                transform=tail.get_yaxis_transform(),
-                va="center",
-                ha="left",
-                fontsize=8,
-                color=".4",
-            )
+            for ax, y in ((body, p), (tail, 1 - p)):  # the same percentile on both panels
+                ax.axhline(y, color=".55", lw=0.8, ls=(0, (2, 2)), zorder=0)
+                ax.text(
+                    1.0,
+                    y,
+                    f" p{p * 100:g}",
+                    transform=ax.get_yaxis_transform(),
+                    va="center",
+                    ha="left",
+                    fontsize=8,
+                    color=".4",
+                )
         pad = (body_hi - lo) * 0.05
         body.set_xlim(max(lo - pad, 0.0), body_hi + pad)
         body.set_ylim(0, 1.0)

@@ -154,23 +154,11 @@ class Vcpu:
                     carry = 0.0
                     job.inflight -= 1
                     worked = True
-                    loop = c.guest_loop()
-                    if job.done or not vq.can_add() or loop:
+                    if job.done or not vq.can_add() or c.has_loop:
                         yield t_done - env.now
                         job.active.add(-1, t_done)
                         self.record(io)
-                        if job.done or not vq.can_add():
-                            continue
-                        # fio's own loop before the next submission (off the latency clock).
-                        yield loop
-                        nxt = job.new_io(env.now)
-                        job.inflight += 1
-                        yield c.guest_submit()
-                        if self._add(nxt):
-                            yield c.kick()
-                            self.kick.signal()
-                        nxt.t_issue = env.now
-                        continue
+                        continue  # submissions follow below, each after fio's loop
                     # The last reap runs straight into the next submission (fio's loop): one
                     # timeout for both; one I/O ends as the next starts, so `active` is unchanged.
                     nxt = job.new_io(t_done, track=False)
@@ -185,9 +173,8 @@ class Vcpu:
                     yield carry
                     carry = 0.0
                 while job.inflight < job.w.iodepth and vq.can_add():
-                    loop = c.guest_loop()
-                    if loop:
-                        yield loop
+                    if c.has_loop:  # fio's own loop before a submission: off the clock
+                        yield c.guest_loop()
                     io = job.new_io(env.now)
                     job.inflight += 1
                     yield c.guest_submit()

@@ -23,6 +23,10 @@ class Costs:
         self.context = context
         for op in GUEST_OPS + OPTIONAL_OPS:
             setattr(self, op, sampler(profile.cost(op, "guest"), rng_for(f"cost.{op}")))
+        loop = profile.cost("guest_loop", "guest")
+        # Whether fio's loop costs anything: without it the reap runs straight into the next
+        # submission (one timeout for both).
+        self.has_loop = not (loop.kind == "fixed" and loop.mean_us == 0.0)
         for op in HOST_OPS:
             setattr(self, op, sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
 
