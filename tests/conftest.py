@@ -73,3 +73,25 @@ def make_profile() -> Any:
         return Profile.from_dict(profile_dict(**kw), "test")
 
     return make
+
+
+# Figures a test wants in the CI log (the validation headlines): printed after the run, in a
+# "validation figures" section, whether the tests passed or not.
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report_figures() -> Any:
+    """report_figures(title, text): show text under title at the end of the test log."""
+
+    def add(title: str, text: str) -> None:
+        _FIGURES.append(f"{title}\n{text.rstrip()}\n")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FIGURES:
+        terminalreporter.section("validation figures")
+        for f in _FIGURES:
+            terminalreporter.write(f + "\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import profile_dict, prov
@@ -317,11 +318,10 @@ def test_calibration_rule_overrides_the_marks(simulated: tuple[Profile, Measured
         validate(prof, measured, ios=0)
 
 
-def test_seed_2011_dataset_validates() -> None:
+def test_seed_2011_dataset_validates(report_figures: Any) -> None:
     measured = load_measured(ROOT / "validation" / "seed-2011")
     v = validate("seed-2011", measured, ios=3000)
-    print()
-    print(v.summary())
+    report_figures("vsim validate --profile seed-2011 --measured validation/seed-2011", v.summary())
     t = v.table
     assert len(t) == 12
     assert (t["calibration"] == (t["design"] == "virtio-blk")).all()
@@ -338,3 +338,26 @@ def test_seed_2011_dataset_validates() -> None:
     assert h.loc[("held-out", "clat_mean_us_err"), "n"] == 6
     assert h.loc[("held-out", "gain_err"), "n"] == 6
     assert ("held-out", "lat_mean_us_err") not in h.index
+
+
+def test_local_dataset_validates(tmp_path: Path, report_figures: Any) -> None:
+    """The bundled measurements of this machine class, through the CLI as the README runs it
+    (fewer I/Os per point: CI checks the pipeline and prints the figures, not this machine)."""
+    from vsim.cli import main
+
+    out = tmp_path / "report"
+    argv = ["validate", "--profile", "local", "--measured", str(ROOT / "validation" / "local")]
+    assert main([*argv, "--use", "iodepth=1,8", "--ios", "2000", "--report", str(out)]) == 0
+    for f in ("report.md", "table.csv", "headline.csv", "gains.csv", "iops.png"):
+        assert (out / f).stat().st_size > 0, f
+    t = pd.read_csv(out / "table.csv")
+    assert len(t) == 48  # 2 designs x 2 rw x 2 bs x 6 iodepths
+    assert t["calibration"].sum() == 16 and set(t[t["calibration"]]["iodepth"]) == {1, 8}
+    assert (t["repeats"] == 3).all() and t["iops_pred"].gt(0).all()
+    h = pd.read_csv(out / "headline.csv")
+    held = h[h["subset"] == "held-out"].set_index("metric")
+    assert held.loc["iops_err", "n"] == 32 and held.loc["gain_sign", "n_checked"] >= 1
+    report_figures(
+        "vsim validate --profile local --measured validation/local --use iodepth=1,8 --ios 2000",
+        held[["median_abs", "worst_abs", "n_checked", "n_ok"]].round(2).to_string(),
+    )
