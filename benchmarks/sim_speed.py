@@ -47,6 +47,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     prof = load_profile("seed-2011")
+    import vsim.models.cpu as cpu_module
+
+    compiled = not cpu_module.__file__.endswith(".py")  # mypyc extension (VSIM_COMPILE=1)
+    print(f"model modules: {'compiled (mypyc)' if compiled else 'pure Python'}")
     print("design       iodepth  sim_ios_per_s  baseline_per_s  ratio  events_per_io")
     for name in ("virtio-blk", "vhost-blk"):
         for qd in (1, 8, 32):

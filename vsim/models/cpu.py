@@ -221,9 +221,9 @@ class Thread:
         lock.holder = self
 
     def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
-        if self.state == "polling" and self._ev is ev and not ev.triggered:
+        if self.state == "polling" and not ev.triggered and self._ev is ev:
             self.state = "poll-expired"
-            ev.succeed("timeout")
+            self._ev.succeed("timeout")
 
     def notify(self) -> None:
         """A Notifier this thread waits on was signalled."""
