@@ -111,26 +111,22 @@ class Backend:
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
-                    if t.lock is not None:  # the lock is dropped inside the syscall
-                        yield c.submit_call()
-                        t.drop_lock()
-                        yield sum(c.submit_iocb() for _ in batch)
-                        yield from t.take_lock()
+                    held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
+                    if t.lock is None:
+                        yield held + inside
                     else:
-                        yield c.submit_call() + sum(c.submit_iocb() for _ in batch)
+                        yield from t.syscall(held, inside)
                     self.submit_calls += 1
                     for io in batch:
                         self._to_disk(io)
             else:
                 while (io := vq.pop()) is not None:
                     t_pop = env.now + carry + c.pop()
-                    if t.lock is not None:  # the lock is dropped inside the syscall
-                        yield t_pop - env.now + c.submit_call()
-                        t.drop_lock()
-                        yield c.submit_iocb()
-                        yield from t.take_lock()
+                    held, inside = t_pop - env.now + c.submit_call(), c.submit_iocb()
+                    if t.lock is None:
+                        yield held + inside
                     else:
-                        yield t_pop - env.now + c.submit_call() + c.submit_iocb()
+                        yield from t.syscall(held, inside)
                     carry = 0.0
                     io.t_pop = t_pop
                     self.submit_calls += 1
@@ -162,10 +158,7 @@ class Backend:
             self.cq.clear()
             self.cq_level.set(0, env.now)
             if t.lock is not None:  # io_getevents with the lock dropped, then the pushes
-                yield carry
-                t.drop_lock()
-                yield c.reap_call() + sum(c.reap_event() for _ in batch)
-                yield from t.take_lock()
+                yield from t.syscall(carry, c.reap_call() + sum(c.reap_event() for _ in batch))
                 carry = 0.0
             else:
                 carry += c.reap_call()

@@ -155,6 +155,14 @@ class Thread:
         if self.lock is not None:
             yield from self._take_lock()
 
+    def syscall(self, held: float, inside: float) -> Proc:
+        """With a lock: run `held` (us) holding it, then a system call of `inside` (us) with it
+        dropped, and take it back. (Without one, callers yield held + inside: one timeout.)"""
+        yield held
+        self.drop_lock()
+        yield inside
+        yield from self._take_lock()
+
     def _release(self) -> None:
         if self.lock is not None:
             self.drop_lock()

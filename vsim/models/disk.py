@@ -159,12 +159,12 @@ class Disk:
             self.busy.set((self.channels - self._free) / self.channels, now)
         if self._completion is not None:  # the host's completion path, off the device
             self.env.timeout(self._completion(), ev._value).callbacks.append(_deliver)
-            return
-        req, done = ev._value
-        done(req)
+        else:
+            _deliver(ev)
 
 
 def _deliver(ev: simpy.Event) -> None:
+    """Call a finished request's done(req); ev's value is (req, done)."""
     req, done = ev._value
     done(req)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from vsim.kernel import Proc
 from vsim.models.cpu import Notifier, Thread
+from vsim.models.dists import Dist, sampler
 from vsim.models.monitor import Level
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Workload
+
+UNIT = Dist("uniform", low_us=0.0, high_us=1.0)  # the unit interval (not a time)
 
 
 class IO:
@@ -63,12 +65,7 @@ class FioJob:
         self._read_fraction = w.read_fraction
         self._random = w.random
         self._bs = w.bs
-        # Uniform draws in blocks of 1024 (a C-level iterator: no Python call per draw).
-        self._uniform = itertools.chain.from_iterable(self._blocks_of_uniforms()).__next__
-
-    def _blocks_of_uniforms(self) -> Iterator[list[float]]:
-        while True:
-            yield self.rng.random(1024).tolist()
+        self._uniform = sampler(UNIT, rng)  # U(0, 1) draws for direction and offset
 
     def new_io(self, now: float, track: bool = True) -> IO:
         """The job's next I/O: direction by rwmixread, offset sequential or uniform random.
