@@ -137,3 +137,77 @@ def test_run_out_of_events_is_an_error() -> None:
 
 def iter_once(k: Kernel) -> Any:
     yield 1.0
+
+
+def _sleeper(k: Kernel, delays: list[float], log: list[float]) -> Any:
+    for d in delays:
+        yield d
+        log.append(k.now)
+
+
+def _at(k: Kernel, t: float, fn: Any) -> None:
+    k.timeout(t).callbacks.append(lambda _e: fn())
+
+
+def test_suspended_delay_ends_that_much_later() -> None:
+    k = Kernel()
+    log: list[float] = []
+    p = k.process(_sleeper(k, [100.0, 10.0], log))
+    _at(k, 30, lambda: p.suspend())
+    _at(k, 50, p.unsuspend)  # suspended 20 us: the delay ends at 120, not 100
+    k.run(until=1000)
+    assert log == [120.0, 130.0]
+
+
+def test_delay_that_runs_out_while_suspended_resumes_with_what_was_left() -> None:
+    k = Kernel()
+    log: list[float] = []
+    p = k.process(_sleeper(k, [100.0], log))
+    _at(k, 40, lambda: p.suspend())
+    _at(k, 300, p.unsuspend)  # 60 us were left at 40: the delay ends at 360
+    k.run(until=1000)
+    assert log == [360.0]
+
+
+def test_suspensions_add_up() -> None:
+    k = Kernel()
+    log: list[float] = []
+    p = k.process(_sleeper(k, [100.0], log))
+    for start, end in ((10, 15), (20, 30), (90, 200)):
+        _at(k, start, lambda: p.suspend())
+        _at(k, end, p.unsuspend)
+    k.run(until=1000)
+    assert log == [100.0 + 5 + 10 + 110]
+
+
+def test_suspend_needs_a_bare_delay() -> None:
+    k = Kernel()
+    ev = k.event()
+
+    def waiter() -> Any:
+        yield ev
+
+    p = k.process(waiter())
+    got: list[bool] = []
+    _at(k, 5, lambda: got.append(p.suspend()))
+    k.run(until=10)
+    assert got == [False]  # waiting on an event: nothing to suspend
+    assert not p.in_delay
+
+
+def test_running_process_suspends_its_next_delay() -> None:
+    """A process that suspends itself mid-step (it woke its preemptor) stretches its next delay."""
+    k = Kernel()
+    log: list[float] = []
+    box: list[Any] = []
+
+    def waker() -> Any:
+        yield 10.0
+        assert box[0].suspend()  # active now: the next delay is the one suspended
+        yield 50.0  # from 10: ends at 60 plus the 25 suspended
+        log.append(k.now)
+
+    box.append(k.process(waker()))
+    _at(k, 35, box[0].unsuspend)
+    k.run(until=1000)
+    assert log == [85.0]

@@ -48,7 +48,7 @@ class Kernel(simpy.Environment):
         ev.callbacks = []
         return ev
 
-    def process(self, generator: Proc) -> Process:
+    def process(self, generator: Proc) -> LeanProcess:
         """Start generator as a LeanProcess."""
         return LeanProcess(self, generator)
 
@@ -92,7 +92,11 @@ class _Wake:
 
 
 class LeanProcess(Process):
-    """A SimPy Process that also accepts a bare delay and resumes with less bookkeeping."""
+    """A SimPy Process that also accepts a bare delay and resumes with less bookkeeping.
+
+    Its pending bare delay can be suspended (`suspend`, `unsuspend`): the delay's clock stops
+    meanwhile and the process resumes that much later (a preempted thread's CPU time).
+    """
 
     def __init__(self, env: Kernel, generator: Proc) -> None:
         super().__init__(env, generator)  # type: ignore[arg-type]
@@ -100,6 +104,67 @@ class LeanProcess(Process):
         self._resume_cb = self._resume
         self._wake_cbs = [self._resume_cb]  # never mutated: the run loop only iterates it
         self._wake = _Wake(self._wake_cbs)
+        self._wake.callbacks = None  # not pending: set by each bare-delay yield
+        self._late_cbs = [self._late]  # the same, for a delay that was suspended
+        self._cbs = self._wake_cbs  # what the next bare delay calls back
+        self._since: float | None = None  # suspended since
+        self._lag = 0.0  # suspended time not yet added to the pending delay
+        self._left: float | None = None  # what was left when the delay ran out while suspended
+
+    @property
+    def in_delay(self) -> bool:
+        """True while the process waits out a bare delay (not an event)."""
+        return self._wake.callbacks is not None
+
+    def suspend(self) -> bool:
+        """Stop the clock of the pending bare delay, or of the next one when the process is the
+        one running now; False (and no effect) when it waits on an event or is suspended."""
+        if self._since is not None:
+            return False
+        wake = self._wake
+        if wake.callbacks is not None:  # in a bare delay
+            wake.callbacks = self._late_cbs
+        elif self.env._active_proc is not self:  # waiting on an event
+            return False
+        self._cbs = self._late_cbs
+        self._since = self.env._now
+        return True
+
+    def unsuspend(self) -> None:
+        """Restart the clock: the delay ends as much later as it was suspended."""
+        since = self._since
+        assert since is not None, "unsuspend without suspend"
+        self._since = None
+        env = self.env
+        left = self._left
+        if left is None:
+            self._lag += env._now - since
+            if not self._lag and self._wake.callbacks is None:  # nothing left to stretch
+                self._cbs = self._wake_cbs
+            return
+        self._left = None
+        wake = self._wake
+        wake.callbacks = self._late_cbs
+        queue: list[Any] = env._queue
+        heappush(queue, (env._now + left, NORMAL, next(env._eid), wake))
+
+    def _late(self, wake: Any) -> None:
+        """The end of a delay that was suspended: resume, or push it back by the lag."""
+        env = self.env
+        since = self._since
+        if since is not None:  # still suspended: park what was left
+            self._left = env._now - since + self._lag
+            self._lag = 0.0
+            return
+        lag = self._lag
+        if lag > 0:
+            self._lag = 0.0
+            wake.callbacks = self._late_cbs
+            queue: list[Any] = env._queue
+            heappush(queue, (env._now + lag, NORMAL, next(env._eid), wake))
+            return
+        self._cbs = self._wake_cbs
+        self._resume(wake)
 
     def _resume(self, event: Event) -> None:
         if not event._ok:  # a failed event: SimPy's own handling
@@ -120,7 +185,7 @@ class LeanProcess(Process):
             env._active_proc = None
         if type(nxt) is float:
             wake = self._wake
-            wake.callbacks = self._wake_cbs
+            wake.callbacks = self._cbs
             queue: list[Any] = env._queue
             heappush(queue, (env._now + nxt, NORMAL, next(env._eid), wake))
             return
