@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import simpy
 
+from vsim.kernel import Kernel
 from vsim.models.cpu import Cpu, Notifier, Thread
 from vsim.models.disk import HddTimes, Request
 from vsim.models.dists import Dist, dist_from_dict
 from vsim.models.monitor import Registry
+from vsim.models.placement import placer
 from vsim.models.virtqueue import Virtqueue, need_event
 
 # -- virtqueue -------------------------------------------------------------------------------
@@ -223,6 +225,111 @@ def test_polling_thread_notices_quickly_and_keeps_cpu_busy():
     assert t.wakeups["poll"] == 1
     # Busy from 50 (start) to 200.5 (poll expired): 150.5 us of 1000.
     assert cpus[0].busy.mean(1000) == pytest.approx(150.5 / 1000)
+
+
+def _lean(n_cpus: int, pins: list[int | None]):  # type: ignore[no-untyped-def]
+    """Threads on the lean kernel, with wake-up preemption enabled once their process starts."""
+    env = Kernel()
+    stats = Registry()
+    cpus = [Cpu(i, stats) for i in range(n_cpus)]
+    lat = {"wakeup_idle": lambda: 50.0, "wakeup_busy": lambda: 2.0, "poll_detect": lambda: 0.5}
+    ths = [Thread(env, f"t{i}", cpus, p, 0.0, lat, stats) for i, p in enumerate(pins)]
+    return env, cpus, ths
+
+
+def test_woken_thread_preempts_a_running_holder():
+    env, cpus, (t, hog) = _lean(1, [0, 0])
+    fd, never = Notifier("fd"), Notifier("never")
+    log: list[tuple[str, float]] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()  # CPU 0 at 50
+        yield from t.wait([fd])  # blocks at 50: the hog gets the CPU at 52
+        log.append(("woke", env.now))
+        yield 20.0
+        yield from t.wait([never])  # blocks at 122: the hog resumes
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from hog.start()
+        yield 300.0  # from 52: would end at 352, suspended 100 -> 122
+        log.append(("hog done", env.now))
+        yield from hog.wait([never])
+
+    for th, gen in ((t, waiter()), (hog, worker())):
+        th.enable_preemption(env.process(gen))
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=1000)
+    assert log == [("woke", 102.0), ("hog done", 374.0)]
+    assert t.wakeups["preempt"] == 1
+    # The CPU is busy from 52 (the hog's start) to 374 without a gap, the preemption's context
+    # switch included; the hog ran its 300 us, the waiter 20.
+    assert cpus[0].busy.mean(1000) == pytest.approx((374 - 52) / 1000)
+    assert hog.busy.mean(1000) == pytest.approx(300 / 1000)
+    assert t.busy.mean(1000) == pytest.approx(20 / 1000)
+
+
+def test_without_preemption_the_woken_thread_waits_for_the_holder():
+    env, _, (t, hog) = _lean(1, [0, 0])
+    fd, never = Notifier("fd"), Notifier("never")
+    woke: list[float] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        woke.append(env.now)
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from hog.start()
+        yield 300.0
+        yield from hog.wait([never])
+
+    env.process(waiter())
+    env.process(worker())
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=1000)
+    assert woke == [354.0]  # after the hog blocks at 352, plus a context switch
+    assert "preempt" not in t.wakeups
+
+
+def test_pinned_thread_moves_at_its_next_wakeup():
+    env, _, (t, _) = _lean(2, [0, None])
+    fd = Notifier("fd")
+    where: list[int] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        where.append(t.cpu.index)
+        t.pin(env_cpus[1])  # while running: it stays on CPU 0 for now
+        where.append(t.cpu.index)
+        yield from t.wait([fd])
+        where.append(t.cpu.index)
+
+    env_cpus = t.cpus
+    env.process(waiter())
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=1000)
+    assert where == [0, 0, 1]
+
+
+def test_placer_holds_each_pattern_its_share_of_time():
+    env, cpus, ths = _lean(2, [None, None])
+    shares = {(0, 0): 0.25, (0, 1): 0.75}
+    env.process(placer(ths, cpus, shares, 100.0, np.random.default_rng(3)))
+    seen: dict[tuple[int, ...], int] = {}
+
+    def sample():  # type: ignore[no-untyped-def]
+        while True:
+            key = tuple(t.home.index for t in ths)
+            seen[key] = seen.get(key, 0) + 1
+            yield 7.0
+
+    env.process(sample())
+    env.run(until=2_000_000)
+    n = sum(seen.values())
+    assert set(seen) == set(shares)
+    for k, p in shares.items():
+        assert seen[k] / n == pytest.approx(p, abs=0.03)  # ~20k epochs: sd of a share ~0.005
+    assert all(t.pinned for t in ths)
 
 
 # -- distributions -----------------------------------------------------------------------------

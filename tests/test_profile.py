@@ -47,6 +47,34 @@ def test_load_by_path(tmp_path: Path):
         (lambda d: d["disk"].update(model="tape"), "disk.model"),
         (lambda d: d["costs"].update(frob=d["costs"]["pop"]), "costs.frob: unknown"),
         (lambda d: d.update(schema="v0"), "schema"),
+        (lambda d: d["cpu"].update(wake_preempt=_entry(2)), "cpu.wake_preempt.value"),
+        (lambda d: d["cpu"].update(placement="x"), "cpu.placement: expected a table"),
+        (lambda d: d["cpu"].update(placement=_placement(epoch_us=0)), "cpu.placement.epoch_us"),
+        (lambda d: d["cpu"].update(placement=_placement(patterns={})), "cpu.placement.patterns"),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"x": {"0,0": 1}})),
+            "cpu.placement.patterns.x: expected a backend thread count",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"1": {"0,a": 1}})),
+            "cpu.placement.patterns.1: bad pattern '0,a'",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"1": {"0,9": 1}})),
+            "cpu.placement.patterns.1: pattern '0,9' needs 2 CPUs below 4",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"2": {"0,1": 1}})),
+            "cpu.placement.patterns.2: pattern '0,1' needs 3 CPUs",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"1": {"0,1": -1}})),
+            "cpu.placement.patterns.1.0,1: expected a weight",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(patterns={"1": {"0,1": 0}})),
+            "cpu.placement.patterns.1: the weights sum to zero",
+        ),
     ],
 )
 def test_malformed_profile_names_key(mutate, message):  # type: ignore[no-untyped-def]
@@ -54,6 +82,33 @@ def test_malformed_profile_names_key(mutate, message):  # type: ignore[no-untype
     mutate(doc)
     with pytest.raises(ProfileError, match=message.replace(".", r"\.")):
         Profile.from_dict(doc, "test")
+
+
+def _entry(value: object) -> dict[str, object]:
+    return {"value": value, "provenance": "cited", "source": "test"}
+
+
+def _placement(**over: object) -> dict[str, object]:
+    t: dict[str, object] = {
+        "epoch_us": 1000.0,
+        "patterns": {"1": {"0,0": 0.25, "0,1": 0.75}},
+        "provenance": "measured",
+        "source": "test",
+    }
+    return {**t, **over}
+
+
+def test_optional_scheduler_entries():
+    plain = Profile.from_dict(copy.deepcopy(profile_dict()), "test")
+    assert not plain.wake_preempt and plain.placement is None
+    doc = copy.deepcopy(profile_dict())
+    doc["cpu"].update(wake_preempt=_entry(1), placement=_placement())
+    p = Profile.from_dict(doc, "test")
+    assert p.wake_preempt
+    assert p.placement is not None and p.placement.epoch_us == 1000.0
+    assert p.placement.for_threads(1) == {(0, 0): 0.25, (0, 1): 0.75}
+    assert p.placement.for_threads(2) is None  # two-thread designs place freely
+    assert p.provenance["cpu.placement"].startswith("measured")
 
 
 def test_bad_files(tmp_path: Path):

@@ -17,6 +17,7 @@ from vsim.models.disk import build_disk
 from vsim.models.dists import sampler
 from vsim.models.guest import FioJob, Vcpu
 from vsim.models.monitor import Registry
+from vsim.models.placement import placer
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.precision import BATCHES, batch_means, mser5, rate_interval
@@ -181,10 +182,20 @@ class _Model:
             t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
             mine = jobs[i :: prof.guest_vcpus]
             self.vcpus.append(Vcpu(t, mine, vq, kick, irq if i == 0 else None, costs, rec.record))
-        for proc in self.backend.processes():
-            env.process(proc)
-        for v in self.vcpus:
-            env.process(v.run())
+        procs = list(zip(self.threads, self.backend.processes(), strict=True))
+        procs += [(v.thread, v.run()) for v in self.vcpus]
+        # The scheduler's placement, first: the threads start where its first pattern puts them.
+        patterns = prof.placement.for_threads(d.threads) if prof.placement else None
+        if patterns and d.cpus is None and scenario.guest_cpus is None:
+            assert prof.placement is not None
+            placed = [v.thread for v in self.vcpus] + self.threads
+            env.process(
+                placer(placed, cpus, patterns, prof.placement.epoch_us, rng_for("cpu.placement"))
+            )
+        for t, gen in procs:
+            proc = env.process(gen)
+            if prof.wake_preempt:
+                t.enable_preemption(proc)
         self.t0 = self.warm_end
         if self.warm_end > 0:
             env.timeout(self.warm_end).callbacks.append(lambda _e: stats.reset(env.now))

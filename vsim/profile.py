@@ -12,6 +12,7 @@ from typing import Any
 
 from vsim.errors import ProfileError
 from vsim.models.dists import Dist, dist_from_dict
+from vsim.models.placement import Placement, parse_pattern
 
 SCHEMA = "vsim-profile/1"
 PROVENANCE_KINDS = ("measured", "fitted", "cited", "derived")
@@ -73,6 +74,8 @@ class Profile:
     disk: dict[str, Any]
     provenance: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    wake_preempt: bool = False
+    placement: Placement | None = None
 
     def cost(self, op: str, context: str) -> Dist:
         """The cost of operation `op` in `context` ("guest", "user" or "kernel")."""
@@ -193,12 +196,12 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         halt_poll = scalar(cpu_t, "guest_halt_poll_us", "cpu", prov)
         if halt_poll < 0:
             raise ProfileError(f"cpu.guest_halt_poll_us.value: must be >= 0, got {halt_poll}")
-    backend_lock = False  # absent: backend threads run independently (kernel or C threads)
-    if "backend_lock" in cpu_t:
-        lk = scalar(cpu_t, "backend_lock", "cpu", prov)
-        if lk not in (0, 1):
-            raise ProfileError(f"cpu.backend_lock.value: expected 0 or 1, got {lk}")
-        backend_lock = bool(lk)
+    # absent: backend threads run independently (kernel or C threads)
+    backend_lock = _flag(cpu_t, "backend_lock", prov)
+    # absent: a woken thread waits for a busy CPU's holder to block (no wake-up preemption)
+    wake_preempt = _flag(cpu_t, "wake_preempt", prov)
+    # absent: threads not pinned by the scenario go to an idle CPU when they wake
+    placement = _placement(cpu_t, int(host_cpus), int(vcpus), prov)
     cpu = {k: dist(cpu_t, k, "cpu", prov) for k in CPU_LATENCIES}
     dev_t = _table(data, "device", "")
     qsize = scalar(dev_t, "queue_size", "device", prov)
@@ -239,4 +242,57 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         disk=disk,
         provenance=prov,
         source=source,
+        wake_preempt=wake_preempt,
+        placement=placement,
     )
+
+
+def _placement(
+    cpu_t: dict[str, Any], host_cpus: int, vcpus: int, prov: dict[str, str]
+) -> Placement | None:
+    """The optional [cpu.placement] table: epoch_us and patterns by backend thread count."""
+    t = cpu_t.get("placement")
+    if t is None:
+        return None
+    path = "cpu.placement"
+    if not isinstance(t, dict):
+        raise ProfileError(f"{path}: expected a table with epoch_us, patterns and provenance")
+    epoch = t.get("epoch_us")
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float) or not epoch > 0:
+        raise ProfileError(f"{path}.epoch_us: expected a number > 0, got {epoch!r}")
+    pats = t.get("patterns")
+    if not isinstance(pats, dict) or not pats:
+        raise ProfileError(f"{path}.patterns: expected a table of patterns by thread count")
+    out: dict[int, dict[tuple[int, ...], float]] = {}
+    for n_key, table in pats.items():
+        where = f"{path}.patterns.{n_key}"
+        if not n_key.isdigit() or int(n_key) < 1 or not isinstance(table, dict) or not table:
+            raise ProfileError(f"{where}: expected a backend thread count and its patterns")
+        n = int(n_key)
+        out[n] = {}
+        for key, w in table.items():
+            try:
+                pattern = parse_pattern(key)
+            except ValueError:
+                raise ProfileError(f"{where}: bad pattern {key!r} (CPU indices, 0,1,...)") from None
+            if len(pattern) != vcpus + n or not all(0 <= c < host_cpus for c in pattern):
+                raise ProfileError(
+                    f"{where}: pattern {key!r} needs {vcpus + n} CPUs below {host_cpus}"
+                )
+            if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+                raise ProfileError(f"{where}.{key}: expected a weight >= 0, got {w!r}")
+            out[n][pattern] = float(w)
+        if not sum(out[n].values()) > 0:
+            raise ProfileError(f"{where}: the weights sum to zero")
+    _provenance(t, path, prov)
+    return Placement(float(epoch), out)
+
+
+def _flag(cpu_t: dict[str, Any], key: str, prov: dict[str, str]) -> bool:
+    """An optional 0/1 entry of [cpu]; False when absent."""
+    if key not in cpu_t:
+        return False
+    v = scalar(cpu_t, key, "cpu", prov)
+    if v not in (0, 1):
+        raise ProfileError(f"cpu.{key}.value: expected 0 or 1, got {v}")
+    return bool(v)

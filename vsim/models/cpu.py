@@ -10,18 +10,23 @@ from heapq import heappush
 import simpy
 from simpy.events import NORMAL
 
-from vsim.kernel import Proc
+from vsim.kernel import LeanProcess, Proc
 from vsim.models.monitor import Busy, Level, Registry
 
 
 class Cpu:
-    """One host CPU: at most one thread runs on it; others wait in FIFO order."""
+    """One host CPU: at most one thread runs on it; others wait in FIFO order.
 
-    __slots__ = ("busy", "holder", "index", "queue", "waiters")
+    With wake-up preemption a woken thread may run at once while the holder is `preempted`
+    (its cost suspended) until the woken thread gives the CPU back.
+    """
+
+    __slots__ = ("busy", "holder", "index", "preempted", "queue", "waiters")
 
     def __init__(self, index: int, stats: Registry) -> None:
         self.index = index
         self.holder: Thread | None = None
+        self.preempted: Thread | None = None
         self.waiters: deque[Thread] = deque()
         self.busy = stats.busy(f"cpu{index}.busy")
         self.queue = stats.level(f"cpu{index}.queue")
@@ -78,6 +83,11 @@ class Thread:
     state); on a busy CPU it waits its turn and then pays `wakeup_busy` (a context switch). A
     thread with poll_us > 0 spins on its CPU that long before blocking and notices a signal after
     `poll_detect`.
+
+    With `preempts` (the host scheduler's wake-up preemption, as Linux's CFS and EEVDF do for a
+    task that slept), a thread woken onto a CPU whose holder is running a cost takes the CPU at
+    once, after `wakeup_busy`; the holder's cost is suspended until it gives the CPU back. This
+    needs the thread's process (`proc`) to be a LeanProcess.
     """
 
     __slots__ = (
@@ -87,11 +97,14 @@ class Thread:
         "cpu",
         "cpus",
         "env",
+        "home",
         "lock",
         "name",
         "pinned",
         "poll_us",
         "polling",
+        "preempts",
+        "proc",
         "state",
         "wakeups",
     )
@@ -111,6 +124,7 @@ class Thread:
         self.cpus = cpus
         self.pinned = cpu is not None
         self.cpu = cpus[cpu if cpu is not None else 0]
+        self.home = self.cpu  # where a pinned thread runs after its next wake-up
         self.poll_us = poll_us
         self._latency = latency
         self.state = "new"
@@ -119,6 +133,19 @@ class Thread:
         self.polling: Level = stats.level(f"{name}.poll")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
         self.lock: Lock | None = None
+        self.preempts = False
+        self.proc: LeanProcess | None = None
+
+    def pin(self, cpu: Cpu) -> None:
+        """Pin the thread to cpu from its next wake-up on (where a scheduler moves a thread)."""
+        self.pinned = True
+        self.home = cpu
+
+    def enable_preemption(self, proc: LeanProcess) -> None:
+        """Let this thread preempt a running holder when woken (`proc` runs the thread)."""
+        self.preempts = True
+        self.proc = proc
+        self.wakeups["preempt"] = 0
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> Proc:
@@ -134,9 +161,13 @@ class Thread:
     def _running(self) -> None:
         self.state = "running"
         now = self.env.now
-        b, c = self.busy, self.cpu.busy
-        b.on = c.on = True
-        b.since = c.since = now
+        b = self.busy
+        b.on = True
+        b.since = now
+        if self.cpu.preempted is None:  # else the CPU is busy already
+            c = self.cpu.busy
+            c.on = True
+            c.since = now
 
     def drop_lock(self) -> None:
         """Release the lock while still running: CPython drops the GIL around a system call,
@@ -166,12 +197,32 @@ class Thread:
     def _release(self) -> None:
         if self.lock is not None:
             self.drop_lock()
-        now = self.env.now
         cpu = self.cpu
-        b, c = self.busy, cpu.busy
+        if cpu.preempted is self:  # preempted as it woke another, and blocks before its next
+            cpu.preempted = None  # cost: the preemptor just keeps the CPU
+            assert self.proc is not None
+            self.proc.unsuspend()
+            c = cpu.busy  # switching to the preemptor, which turns it on again
+            c.total += self.env.now - c.since
+            c.on = False
+            return
+        now = self.env.now
+        b = self.busy
         b.total += now - b.since
+        b.on = False
+        held = cpu.preempted
+        if held is not None:  # give the CPU back to the thread this one preempted
+            cpu.preempted = None
+            cpu.holder = held
+            hb = held.busy
+            hb.on = True
+            hb.since = now
+            assert held.proc is not None
+            held.proc.unsuspend()
+            return
+        c = cpu.busy
         c.total += now - c.since
-        b.on = c.on = False
+        c.on = False
         if cpu.waiters:
             nxt = cpu.waiters.popleft()
             cpu.queue.add(-1, now)
@@ -245,17 +296,39 @@ class Thread:
             return
         self.state = "waking"
         cpu = self.cpu
-        if not self.pinned and cpu.holder is not None:
+        if self.pinned:
+            self.cpu = cpu = self.home
+        elif cpu.holder is not None:
             self.cpu = cpu = self._choose_cpu()
-        if cpu.holder is None:
+        holder = cpu.holder
+        if holder is None:
             cpu.holder = self
             self.wakeups["idle"] += 1
             assert self._ev is not None
             self._fire(self._ev, self._latency["wakeup_idle"]())
+        elif self.preempts and self._preempt(cpu, holder):
+            self.wakeups["preempt"] += 1
+            assert self._ev is not None
+            self._fire(self._ev, self._latency["wakeup_busy"]())
         else:
             self.wakeups["busy"] += 1
             cpu.waiters.append(self)
             cpu.queue.add(1, self.env.now)
+
+    def _preempt(self, cpu: Cpu, holder: Thread) -> bool:
+        """Suspend holder's running cost and take its CPU; False if it cannot be."""
+        if cpu.preempted is not None or cpu.waiters or holder.state != "running":
+            return False
+        proc = holder.proc
+        if proc is None or not proc.suspend():
+            return False
+        now = holder.env.now
+        hb = holder.busy
+        hb.total += now - hb.since
+        hb.on = False
+        cpu.preempted = holder
+        cpu.holder = self
+        return True
 
     def _fire(self, ev: simpy.Event, delay: float) -> None:
         """Trigger ev `delay` from now: one scheduled event instead of a trigger and a timeout."""

@@ -1,0 +1,57 @@
+"""The host scheduler's placement of guest and backend threads: patterns redrawn every epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vsim.kernel import Proc
+from vsim.models.cpu import Cpu, Thread
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which threads share a CPU, and how long an arrangement lasts.
+
+    `patterns` maps a pattern (the CPU index of every thread: guest vCPUs first, then the
+    backend's threads in design order) to the fraction of time it holds; `epoch_us` is the
+    mean time between redraws (exponential). Linux places a woken thread on or near its
+    waker's CPU (wake-affine) and balances load only now and then, so on a small host the
+    guest and a backend thread often share a CPU for tens of milliseconds at a time.
+    """
+
+    epoch_us: float
+    patterns: dict[int, dict[tuple[int, ...], float]]  # by number of backend threads
+
+    def for_threads(self, n: int) -> dict[tuple[int, ...], float] | None:
+        """The patterns for a design with n backend threads (None: place freely)."""
+        return self.patterns.get(n)
+
+
+def parse_pattern(key: str) -> tuple[int, ...]:
+    """'0,1,1' -> (0, 1, 1)."""
+    return tuple(int(x) for x in key.split(","))
+
+
+def placer(
+    threads: Sequence[Thread],
+    cpus: Sequence[Cpu],
+    patterns: dict[tuple[int, ...], float],
+    epoch_us: float,
+    rng: np.random.Generator,
+) -> Proc:
+    """A process that pins `threads` to a pattern drawn by its weight, anew every epoch.
+
+    A thread moves at its next wake-up (where Linux chooses a waking task's CPU), so one that
+    is running or queued finishes where it is.
+    """
+    keys = list(patterns)
+    p = np.asarray([patterns[k] for k in keys], dtype=float)
+    p /= p.sum()
+    while True:
+        pattern = keys[int(rng.choice(len(keys), p=p))]
+        for t, c in zip(threads, pattern, strict=True):
+            t.pin(cpus[c])
+        yield float(rng.exponential(epoch_us))
