@@ -311,6 +311,61 @@ def test_pinned_thread_moves_at_its_next_wakeup():
     assert where == [0, 0, 1]
 
 
+def test_preempted_thread_placed_on_an_idle_cpu_moves_there_and_runs_on():
+    env, cpus, (t, hog) = _lean(2, [0, 0])
+    fd, never = Notifier("fd"), Notifier("never")
+    log: list[tuple[str, float, int]] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        log.append(("woke", env.now, t.cpu.index))
+        yield from t.wait([never])
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from hog.start()
+        hog.pin(cpus[1])  # placed on CPU 1 while it runs on CPU 0
+        yield 300.0  # from 52 to 352, without a pause
+        log.append(("hog done", env.now, hog.cpu.index))
+
+    for th, gen in ((t, waiter()), (hog, worker())):
+        th.enable_preemption(env.process(gen))
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=1000)
+    assert log == [("woke", 102.0, 0), ("hog done", 352.0, 1)]
+
+
+def test_idle_cpu_pulls_a_preempted_thread_placed_on_it():
+    env, cpus, (t, hog, other) = _lean(2, [0, 0, 1])
+    fd, never = Notifier("fd"), Notifier("never")
+    log: list[tuple[str, float, int]] = []
+
+    def waiter():  # type: ignore[no-untyped-def]
+        yield from t.start()
+        yield from t.wait([fd])
+        yield 1000.0  # holds CPU 0 long after the hog was pulled away
+        yield from t.wait([never])
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield from hog.start()
+        hog.pin(cpus[1])  # placed on CPU 1, which is busy until 200
+        yield 300.0  # from 52: suspended from 100 to 200, so it ends at 452
+        log.append(("hog done", env.now, hog.cpu.index))
+        yield from hog.wait([never])
+
+    def busy():  # type: ignore[no-untyped-def]
+        yield from other.start()
+        yield 150.0  # CPU 1 from 50 to 200
+        yield from other.wait([never])
+
+    for th, gen in ((t, waiter()), (hog, worker()), (other, busy())):
+        th.enable_preemption(env.process(gen))
+    env.timeout(100).callbacks.append(lambda _e: fd.signal())
+    env.run(until=2000)
+    assert log == [("hog done", 452.0, 1)]
+    assert cpus[1].busy.mean(2000) == pytest.approx((452 - 50) / 2000)
+
+
 def test_placer_holds_each_pattern_its_share_of_time():
     env, cpus, ths = _lean(2, [None, None])
     shares = {(0, 0): 0.25, (0, 1): 0.75}

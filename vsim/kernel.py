@@ -105,8 +105,8 @@ class LeanProcess(Process):
         self._wake_cbs = [self._resume_cb]  # never mutated: the run loop only iterates it
         self._wake = _Wake(self._wake_cbs)
         self._wake.callbacks = None  # not pending: set by each bare-delay yield
-        self._late_cbs = [self._late]  # the same, for a delay that was suspended
-        self._cbs = self._wake_cbs  # what the next bare delay calls back
+        self._late_cbs: list[Any] = [self._late]  # the same, for a delay that was suspended
+        self._cbs: list[Any] = self._wake_cbs  # what the next bare delay calls back
         self._since: float | None = None  # suspended since
         self._lag = 0.0  # suspended time not yet added to the pending delay
         self._left: float | None = None  # what was left when the delay ran out while suspended

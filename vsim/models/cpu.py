@@ -231,6 +231,37 @@ class Thread:
             nxt._fire(nxt._ev, self._latency["wakeup_busy"]())
         else:
             cpu.holder = None
+            if self.preempts:
+                self._pull(cpu)
+
+    def _move(self, to: Cpu) -> None:
+        """Move this running (or preempted) thread to the idle CPU `to`."""
+        now = self.env.now
+        frm = self.cpu
+        if frm.holder is self:
+            c = frm.busy
+            c.total += now - c.since
+            c.on = False
+            frm.holder = None
+        self.cpu = to
+        to.holder = self
+        c = to.busy
+        c.on = True
+        c.since = now
+
+    def _pull(self, idle: Cpu) -> None:
+        """The now idle CPU takes a preempted thread that the scheduler placed on it."""
+        for other in self.cpus:
+            held = other.preempted
+            if held is not None and held.pinned and held.home is idle:
+                other.preempted = None
+                held._move(idle)
+                hb = held.busy
+                hb.on = True
+                hb.since = self.env.now
+                assert held.proc is not None
+                held.proc.unsuspend()
+                return
 
     # -- blocking ----------------------------------------------------------------------------
     def wait(self, fds: Sequence[Notifier]) -> Proc:
@@ -319,6 +350,13 @@ class Thread:
         """Suspend holder's running cost and take its CPU; False if it cannot be."""
         if cpu.preempted is not None or cpu.waiters or holder.state != "running":
             return False
+        home = holder.home
+        if holder.pinned and home is not cpu and home.holder is None:
+            # Placed elsewhere since it last woke, and that CPU is idle: the scheduler moves it
+            # there rather than have it wait (idle balancing); it runs on without a pause.
+            holder._move(home)
+            cpu.holder = self
+            return True
         proc = holder.proc
         if proc is None or not proc.suspend():
             return False

@@ -42,16 +42,24 @@ def placer(
     epoch_us: float,
     rng: np.random.Generator,
 ) -> Proc:
-    """A process that pins `threads` to a pattern drawn by its weight, anew every epoch.
+    """A process that pins `threads` to a pattern anew every epoch (exponential, mean epoch_us).
 
-    A thread moves at its next wake-up (where Linux chooses a waking task's CPU), so one that
-    is running or queued finishes where it is.
+    The next pattern is the one furthest behind its share of the time so far (systematic
+    rather than independent draws), so the shares hold over any long run and a run's result
+    does not hinge on how many epochs of each kind it happened to draw. A thread moves at its
+    next wake-up (where Linux chooses a waking task's CPU), so one that is running or queued
+    finishes where it is.
     """
     keys = list(patterns)
-    p = np.asarray([patterns[k] for k in keys], dtype=float)
-    p /= p.sum()
+    total = sum(patterns.values())
+    share = [patterns[k] / total for k in keys]
+    spent = [0.0] * len(keys)
+    elapsed = 0.0
     while True:
-        pattern = keys[int(rng.choice(len(keys), p=p))]
-        for t, c in zip(threads, pattern, strict=True):
+        k = max(range(len(keys)), key=lambda i: share[i] * elapsed - spent[i] + share[i] * 1e-9)
+        for t, c in zip(threads, keys[k], strict=True):
             t.pin(cpus[c])
-        yield float(rng.exponential(epoch_us))
+        epoch = float(rng.exponential(epoch_us))
+        spent[k] += epoch
+        elapsed += epoch
+        yield epoch
