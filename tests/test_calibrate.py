@@ -117,9 +117,13 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     # The host's completion path and fio's loop, both from the traces.
     assert prof.disk["completion"].mean >= 0 and "disk.completion" in prof.provenance
     assert prof.costs["guest_loop"]["any"].mean > 0 and "costs.guest_loop" in prof.provenance
-    # Every number is measured, but the lock: a property of the reference implementation.
+    # Every number is measured, but the lock (a property of the reference implementation) and
+    # wake-up preemption (one of Linux's scheduler, cited).
     assert prof.provenance.pop("cpu.backend_lock").startswith("derived:")
-    assert prof.backend_lock
+    assert prof.provenance.pop("cpu.wake_preempt").startswith("cited:")
+    assert prof.backend_lock and prof.wake_preempt
+    if prof.placement is not None:  # when the traces saw a thread change CPU
+        assert prof.placement.epoch_us > 0 and prof.placement.for_threads(1)
     assert all(v.startswith("measured:") for v in prof.provenance.values())
     r = simulate(
         Scenario(workload=Workload(rw="randread", iodepth=2, number_ios=500), profile="here"),

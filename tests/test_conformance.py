@@ -131,3 +131,40 @@ def test_guest_loop_is_off_the_latency_clock(d, make_profile):  # type: ignore[n
     assert lat == pytest.approx((a.slat_ns + a.clat_ns).mean() / 1e3)
     assert lat == pytest.approx(120.0)  # submit 20 + disk 100
     assert b.iops == pytest.approx(1e6 / (lat + 30.0), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def local_profile():  # type: ignore[no-untyped-def]
+    p = load_profile("local")
+    assert p.wake_preempt and p.placement is not None  # what the tests below exercise
+    return p
+
+
+@pytest.mark.parametrize("d", ["virtio-blk", "vhost-blk"])
+def test_scheduler_model_keeps_the_laws(d, local_profile):  # type: ignore[no-untyped-def]
+    """With wake-up preemption and placement epochs (the local profile): Little's law, CPU time
+    conserved, deterministic, and preemptions do happen."""
+    s = Scenario(workload=Workload(iodepth=8, number_ios=4000), design=design(d), profile="local")
+    r = simulate(s, 5, profile=local_profile)
+    little = r.iops * r.lat_ns.mean() / 1e9
+    assert little == pytest.approx(r.levels["guest.active"], rel=0.01)
+    assert sum(v for k, v in r.counters.items() if k.endswith("wakeups_preempt")) > 0
+    # A CPU is busy whenever one of its threads runs (and during a preemption's switch).
+    names = [*design(d).thread_names, "vcpu0"]
+    threads = sum(r.levels[f"{n}.busy"] for n in names)
+    cpus = sum(v for k, v in r.levels.items() if k.startswith("cpu") and k.endswith(".busy"))
+    assert threads <= cpus <= threads * 1.1
+    again = simulate(s, 5, profile=local_profile)
+    assert again.to_fio_json() == r.to_fio_json() and again.events == r.events
+
+
+def test_explicit_pins_override_the_profiles_placement(local_profile):  # type: ignore[no-untyped-def]
+    s = Scenario(
+        workload=Workload(iodepth=4, number_ios=2000),
+        design=design("vhost-blk", cpus=(1, 1)),
+        guest_cpus=(0,),
+        profile="local",
+    )
+    a = simulate(s, 2, profile=local_profile)
+    b = simulate(s, 2, profile=replace(local_profile, placement=None))
+    assert a.to_fio_json() == b.to_fio_json() and a.events == b.events
