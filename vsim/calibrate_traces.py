@@ -82,7 +82,7 @@ class TraceCalibration:
                 for ctx, s in variants.items():
                     if not isinstance(s, dict) or "provenance" not in s:
                         continue
-                    val = s.get("value", s.get("value_us", s.get("mean_us")))
+                    val = s.get("value", s.get("value_us", s.get("mean_us", s.get("epoch_us"))))
                     if val is None and "quantiles_us" in s:
                         val = float(np.interp(0.5, s["levels"], s["quantiles_us"]))
                     name = f"{table}.{key}" + (f".{ctx}" if ctx else "")
