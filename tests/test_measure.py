@@ -188,3 +188,33 @@ def test_fio_command_speaks_fio():
     cmd = fio_command(Workload(rw="randrw", bs=512, iodepth=3, rwmixread=70), Path("f"), 2.0)
     assert "--rw=randrw" in cmd and "--bs=512" in cmd and "--iodepth=3" in cmd
     assert "--rwmixread=70" in cmd and "--output-format=json+" in cmd and "--direct=1" in cmd
+
+
+def test_microbench_subset_joins_an_existing_dataset(tmp_path: Path, capsys):  # type: ignore[no-untyped-def]
+    mb = tmp_path / "ds" / "microbench"
+    mb.mkdir(parents=True)
+    (mb / "summary.csv").write_text("benchmark,median_us,n\nodirect_read,55.5,200\neventfd,9.9,1\n")
+    (mb / "provenance.toml").write_text('command = "the first campaign"\n')
+    code = main(["measure", "--microbench", "--bench", "eventfd", "--out", str(tmp_path / "ds")])
+    assert code == 0
+    summary = (mb / "summary.csv").read_text().splitlines()
+    assert summary[1].startswith("odirect_read,55.5")  # kept
+    assert [r.split(",")[0] for r in summary[1:]] == ["odirect_read", "eventfd"]
+    assert "eventfd,9.9," not in "\n".join(summary)  # replaced by the new samples
+    assert (mb / "eventfd.npy").exists()
+    assert (mb / "provenance.toml").read_text() == 'command = "the first campaign"\n'
+    assert "date = " in (mb / "provenance-eventfd.toml").read_text()  # this run's own provenance
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bench", "eventfd"], "--bench needs --microbench"),
+        (["--microbench", "--bench", "warp"], "unknown microbenchmark 'warp'"),
+    ],
+)
+def test_bench_option_errors(tmp_path: Path, capsys, args, message):  # type: ignore[no-untyped-def]
+    code = main(["measure", *args, "--out", str(tmp_path / "ds")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()

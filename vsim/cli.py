@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     me.add_argument("--fio", action="store_true", help="run the real fio instead (host baseline)")
     me.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
+    me.add_argument(
+        "--bench",
+        help="with --microbench: only these (comma list), added to an existing dataset",
+    )
     me.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
     pl = sub.add_parser(
         "plot",
@@ -414,6 +418,16 @@ def cmd_measure(a: argparse.Namespace) -> None:
         trace_ios=a.trace_ios,
     )
     c.workloads()  # bad rw / bs / iodepth fail before any run
+    if a.bench is not None and not a.microbench:
+        raise ConfigError("--bench needs --microbench")
+    benches = _names(a.bench) if a.bench is not None else None
+    if benches is not None:
+        from vsim.reference.microbench import BENCHMARKS
+
+        unknown = [b for b in benches if b not in BENCHMARKS]
+        if unknown:
+            choices = ", ".join(BENCHMARKS)
+            raise ConfigError(f"--bench: unknown microbenchmark {unknown[0]!r} ({choices})")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(a.out or f"vsim-measure-{stamp}")
     _check_dir_writable(str(out))
@@ -421,7 +435,7 @@ def cmd_measure(a: argparse.Namespace) -> None:
     runs = c.repeat * len(c.workloads()) if a.fio else len(c.plan())  # fio: no designs
     with Progress(runs, "vsim measure", enabled=None if not a.microbench else False) as progress:
         if a.microbench:
-            df = measure_microbench(c, out)
+            df = measure_microbench(c, out, names=benches)
         elif a.fio:
             df = measure_fio(c, out, progress=progress)
         else:

@@ -240,7 +240,9 @@ def measure(
     return summary
 
 
-def _write_provenance(out: Path, c: Campaign, **extra: Any) -> None:
+def _write_provenance(
+    out: Path, c: Campaign, *, name: str = "provenance.toml", **extra: Any
+) -> None:
     doc = provenance(
         {
             "campaign": {
@@ -251,7 +253,7 @@ def _write_provenance(out: Path, c: Campaign, **extra: Any) -> None:
             **extra,
         }
     )
-    with open(out / "provenance.toml", "wb") as f:
+    with open(out / name, "wb") as f:
         tomli_w.dump(doc, f)
 
 
@@ -374,13 +376,17 @@ def measure_fio(
     return summary.reset_index()
 
 
-def measure_microbench(c: Campaign, out: Path, *, n: int = 200) -> pd.DataFrame:
-    """Run the microbenchmarks; write out/microbench/<name>.npy samples and a summary CSV."""
+def measure_microbench(
+    c: Campaign, out: Path, *, n: int = 200, names: list[str] | None = None
+) -> pd.DataFrame:
+    """Run the microbenchmarks (all, or `names`); write out/microbench/<name>.npy samples and
+    the summary CSV. With `names`, the other benchmarks' files stay: their rows are kept in the
+    summary and the provenance goes to provenance-<names>.toml."""
     from vsim.reference import microbench
 
     mb_dir = out / "microbench"
     mb_dir.mkdir(parents=True, exist_ok=True)
-    res = microbench(directory=c.directory, n=n, bs=c.bss[0])
+    res = microbench(names, directory=c.directory, n=n, bs=c.bss[0])
     rows = []
     for name, dist in res.results.items():
         np.save(mb_dir / f"{name}.npy", np.asarray(dist.samples_ns, dtype=np.int64))
@@ -394,6 +400,13 @@ def measure_microbench(c: Campaign, out: Path, *, n: int = 200) -> pd.DataFrame:
     for name, why in res.skipped.items():
         rows.append({"benchmark": name, "skipped": why})
     df = pd.DataFrame(rows)
-    df.to_csv(mb_dir / "summary.csv", index=False, lineterminator="\n", float_format="%.6g")
-    _write_provenance(mb_dir, c)
+    summary = mb_dir / "summary.csv"
+    if names is not None and summary.exists():
+        old = pd.read_csv(summary)
+        df = pd.concat([old[~old["benchmark"].isin(list(df["benchmark"]))], df])
+    df.to_csv(summary, index=False, lineterminator="\n", float_format="%.6g")
+    if names is None:
+        _write_provenance(mb_dir, c)
+    else:
+        _write_provenance(mb_dir, c, name=f"provenance-{'-'.join(names)}.toml")
     return df

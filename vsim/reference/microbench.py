@@ -33,6 +33,7 @@ BENCHMARKS = (
     "wakeup_cross_cpu_blocking",
     "wakeup_same_cpu_polling",
     "wakeup_cross_cpu_polling",
+    "wakeup_preempt",
     "aio_submit",
     "aio_submit_batch",
     "aio_submit_per_iocb",
@@ -120,6 +121,10 @@ def microbench(
             try:
                 if name == "eventfd":
                     out.results[name] = _eventfd(n)
+                elif name == "wakeup_preempt":
+                    if a == b:
+                        raise UnavailableError("only one CPU is available")
+                    out.results[name] = _wakeup_preempt(n, a, b)
                 elif name.startswith("wakeup_"):
                     same = "same_cpu" in name
                     if not same and a == b:
@@ -244,6 +249,98 @@ def _wakeup(name: str, n: int, cpu_a: int, cpu_b: int, polling: bool) -> Distrib
         else ("spin on shared memory" if polling else "eventfd write + blocking read")
     )
     return Distribution(name, result[0], f"round trip, CPU {cpu_a} <-> {cpu_b}, {how}")
+
+
+PREEMPT_GAP_US = (500.0, 3000.0)  # how long the hog has run when the sleeper is woken
+
+
+def _hog(flags: mmap.mmap, cpu: int) -> None:
+    """Spin on `cpu` until told to stop: a CPU-bound task that never sleeps."""
+    die_with_parent()
+    pin_thread(cpu)
+    while not _U64.unpack_from(flags, 16)[0]:
+        pass
+
+
+def _stamp(ping: int, pong: int, flags: mmap.mmap, cpu: int) -> None:
+    """Block on ping; on each wake-up record CLOCK_MONOTONIC (ns) and answer on pong."""
+    die_with_parent()
+    try:
+        pin_thread(cpu)
+        while True:
+            os.eventfd_read(ping)
+            _U64.pack_into(flags, 0, time.monotonic_ns())
+            if _U64.unpack_from(flags, 16)[0]:
+                return
+            os.eventfd_write(pong, 1)
+    finally:
+        os.eventfd_write(pong, 1)
+
+
+def _wakeup_preempt(n: int, cpu_a: int, cpu_b: int) -> Distribution:
+    """One-way wake-up latency onto a CPU that a CPU-bound process holds.
+
+    A sleeper and a hog are pinned to cpu_a; this thread, on cpu_b, writes the sleeper's eventfd
+    a uniformly drawn PREEMPT_GAP_US after the sleeper last blocked (so the hog has run that
+    long), and the sample is the time until the sleeper runs. A scheduler that preempts the hog
+    at once gives the cross-CPU wake-up cost; one that lets the hog finish a slice gives samples
+    spread up to the slice.
+    """
+    ping, pong = new_eventfd(nonblocking=False), new_eventfd(nonblocking=False)
+    flags = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)  # wake stamp, -, stop
+    ctx = multiprocessing.get_context("fork")
+    peers = [
+        ctx.Process(target=_stamp, args=(ping, pong, flags, cpu_a), daemon=True),
+        ctx.Process(target=_hog, args=(flags, cpu_a), daemon=True),
+    ]
+    gaps = np.random.default_rng(0).uniform(*PREEMPT_GAP_US, size=n + _WARMUP) * 1e3
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            pin_thread(cpu_b)
+            now = time.monotonic_ns
+            samples = np.empty(n, dtype=np.int64)
+            for i, gap in enumerate(gaps):
+                until = now() + int(gap)
+                while now() < until:  # spin on cpu_b: its own idle state stays out of it
+                    pass
+                t0 = now()
+                os.eventfd_write(ping, 1)
+                os.eventfd_read(pong)
+                if i >= _WARMUP:
+                    samples[i - _WARMUP] = _U64.unpack_from(flags, 0)[0] - t0
+            result.append(samples)
+        except BaseException as e:
+            failure.append(e)
+
+    try:
+        for p in peers:
+            p.start()
+        t = threading.Thread(target=driver, name="microbench-driver")
+        t.start()
+        t.join()
+    finally:
+        _U64.pack_into(flags, 16, 1)
+        os.eventfd_write(ping, 1)
+        for p in peers:
+            p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+            p.close()
+        os.close(ping)
+        os.close(pong)
+        flags.close()
+    if failure:
+        raise failure[0]
+    lo, hi = PREEMPT_GAP_US
+    note = (
+        f"one way, CPU {cpu_b} -> {cpu_a}, eventfd write to the sleeper running, with a "
+        f"CPU-bound process on CPU {cpu_a} for {lo:g}-{hi:g} us since the sleeper blocked"
+    )
+    return Distribution("wakeup_preempt", result[0], note)
 
 
 def _io_bench(
