@@ -118,10 +118,12 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     assert prof.disk["completion"].mean >= 0 and "disk.completion" in prof.provenance
     assert prof.costs["guest_loop"]["any"].mean > 0 and "costs.guest_loop" in prof.provenance
     # Every number is measured, but the lock (a property of the reference implementation) and
-    # wake-up preemption (one of Linux's scheduler, cited).
+    # wake-up preemption where it cannot be measured (then cited from Linux's scheduler docs).
     assert prof.provenance.pop("cpu.backend_lock").startswith("derived:")
-    assert prof.provenance.pop("cpu.wake_preempt").startswith("cited:")
-    assert prof.backend_lock and prof.wake_preempt
+    # (measured by the wakeup_preempt microbenchmark where there are two CPUs)
+    kind = "measured:" if (ds / "microbench" / "wakeup_preempt.npy").exists() else "cited:"
+    assert prof.provenance.pop("cpu.wake_preempt").startswith(kind)
+    assert prof.backend_lock
     if prof.placement is not None:  # when the traces saw a thread change CPU
         assert prof.placement.epoch_us > 0 and prof.placement.for_threads(1)
     assert all(v.startswith("measured:") for v in prof.provenance.values())
