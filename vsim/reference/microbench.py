@@ -195,6 +195,26 @@ def _echo(ping: int, pong: int, flags: mmap.mmap, cpu: int, polling: bool, same:
         os.eventfd_write(pong, 1)
 
 
+def _run_with_peers(
+    peers: list[Any], driver: Callable[[], None], stop: Callable[[], None]
+) -> None:
+    """Start the forked peers, run driver on a thread of its own, then stop and reap them."""
+    try:
+        for p in peers:
+            p.start()
+        t = threading.Thread(target=driver, name="microbench-driver")
+        t.start()
+        t.join()
+    finally:
+        stop()
+        for p in peers:
+            p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+            p.close()
+
+
 def _wakeup(name: str, n: int, cpu_a: int, cpu_b: int, polling: bool) -> Distribution:
     ping, pong = new_eventfd(nonblocking=False), new_eventfd(nonblocking=False)
     flags = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)  # ping seq, pong seq, stop
@@ -224,20 +244,14 @@ def _wakeup(name: str, n: int, cpu_a: int, cpu_b: int, polling: bool) -> Distrib
         except BaseException as e:
             failure.append(e)
 
-    try:
-        peer.start()
-        t = threading.Thread(target=driver, name="microbench-driver")
-        t.start()
-        t.join()
-    finally:
+    def stop() -> None:
         _U64.pack_into(flags, 16, 1)
         _U64.pack_into(flags, 0, 1 << 62)
         os.eventfd_write(ping, 1)
-        peer.join(2.0)
-        if peer.is_alive():
-            peer.kill()
-            peer.join()
-        peer.close()
+
+    try:
+        _run_with_peers([peer], driver, stop)
+    finally:
         os.close(ping)
         os.close(pong)
         flags.close()
@@ -315,21 +329,13 @@ def _wakeup_preempt(n: int, cpu_a: int, cpu_b: int) -> Distribution:
         except BaseException as e:
             failure.append(e)
 
-    try:
-        for p in peers:
-            p.start()
-        t = threading.Thread(target=driver, name="microbench-driver")
-        t.start()
-        t.join()
-    finally:
+    def stop() -> None:
         _U64.pack_into(flags, 16, 1)
         os.eventfd_write(ping, 1)
-        for p in peers:
-            p.join(2.0)
-            if p.is_alive():
-                p.kill()
-                p.join()
-            p.close()
+
+    try:
+        _run_with_peers(peers, driver, stop)
+    finally:
         os.close(ping)
         os.close(pong)
         flags.close()
