@@ -185,13 +185,11 @@ class _Model:
         procs = list(zip(self.threads, self.backend.processes(), strict=True))
         procs += [(v.thread, v.run()) for v in self.vcpus]
         # The scheduler's placement, first: the threads start where its first pattern puts them.
-        patterns = prof.placement.for_threads(d.threads) if prof.placement else None
-        if patterns and d.cpus is None and scenario.guest_cpus is None:
-            assert prof.placement is not None
+        pl = prof.placement
+        patterns = pl.for_threads(d.threads) if pl else None
+        if pl and patterns and d.cpus is None and scenario.guest_cpus is None:
             placed = [v.thread for v in self.vcpus] + self.threads
-            env.process(
-                placer(placed, cpus, patterns, prof.placement.epoch_us, rng_for("cpu.placement"))
-            )
+            env.process(placer(placed, cpus, patterns, pl.epoch_us, rng_for("cpu.placement")))
         for t, gen in procs:
             proc = env.process(gen)
             if prof.wake_preempt:

@@ -143,10 +143,15 @@ class LeanProcess(Process):
                 self._cbs = self._wake_cbs
             return
         self._left = None
+        self._push_late(left)
+
+    def _push_late(self, delay: float) -> None:
+        """Schedule the (suspended) delay's end `delay` from now."""
+        env = self.env
         wake = self._wake
         wake.callbacks = self._late_cbs
         queue: list[Any] = env._queue
-        heappush(queue, (env._now + left, NORMAL, next(env._eid), wake))
+        heappush(queue, (env._now + delay, NORMAL, next(env._eid), wake))
 
     def _late(self, wake: Any) -> None:
         """The end of a delay that was suspended: resume, or push it back by the lag."""
@@ -159,9 +164,7 @@ class LeanProcess(Process):
         lag = self._lag
         if lag > 0:
             self._lag = 0.0
-            wake.callbacks = self._late_cbs
-            queue: list[Any] = env._queue
-            heappush(queue, (env._now + lag, NORMAL, next(env._eid), wake))
+            self._push_late(lag)
             return
         self._cbs = self._wake_cbs
         self._resume(wake)

@@ -202,9 +202,7 @@ class Thread:
             cpu.preempted = None  # cost: the preemptor just keeps the CPU
             assert self.proc is not None
             self.proc.unsuspend()
-            c = cpu.busy  # switching to the preemptor, which turns it on again
-            c.total += self.env.now - c.since
-            c.on = False
+            cpu.busy.stop(self.env.now)  # switching to the preemptor, which turns it on again
             return
         now = self.env.now
         b = self.busy
@@ -214,11 +212,7 @@ class Thread:
         if held is not None:  # give the CPU back to the thread this one preempted
             cpu.preempted = None
             cpu.holder = held
-            hb = held.busy
-            hb.on = True
-            hb.since = now
-            assert held.proc is not None
-            held.proc.unsuspend()
+            held._resume_preempted()
             return
         c = cpu.busy
         c.total += now - c.since
@@ -239,15 +233,11 @@ class Thread:
         now = self.env.now
         frm = self.cpu
         if frm.holder is self:
-            c = frm.busy
-            c.total += now - c.since
-            c.on = False
+            frm.busy.stop(now)
             frm.holder = None
         self.cpu = to
         to.holder = self
-        c = to.busy
-        c.on = True
-        c.since = now
+        to.busy.start(now)
 
     def _pull(self, idle: Cpu) -> None:
         """The now idle CPU takes a preempted thread that the scheduler placed on it."""
@@ -256,12 +246,14 @@ class Thread:
             if held is not None and held.pinned and held.home is idle:
                 other.preempted = None
                 held._move(idle)
-                hb = held.busy
-                hb.on = True
-                hb.since = self.env.now
-                assert held.proc is not None
-                held.proc.unsuspend()
+                held._resume_preempted()
                 return
+
+    def _resume_preempted(self) -> None:
+        """Run on after a preemption, on the CPU it now holds: its suspended cost continues."""
+        self.busy.start(self.env.now)
+        assert self.proc is not None
+        self.proc.unsuspend()
 
     # -- blocking ----------------------------------------------------------------------------
     def wait(self, fds: Sequence[Notifier]) -> Proc:
@@ -360,10 +352,7 @@ class Thread:
         proc = holder.proc
         if proc is None or not proc.suspend():
             return False
-        now = holder.env.now
-        hb = holder.busy
-        hb.total += now - hb.since
-        hb.on = False
+        holder.busy.stop(holder.env.now)
         cpu.preempted = holder
         cpu.holder = self
         return True

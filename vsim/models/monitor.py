@@ -44,7 +44,8 @@ class Level:
 class Busy:
     """Busy time of a thread or CPU: cheaper than a Level for an on/off signal on the hot path.
 
-    Callers switch it by setting `on` and `since` directly (no call): on at `since`, or off.
+    On the hot path callers switch it by setting `on` and `since` directly (no call): on at
+    `since`, or off; elsewhere `start` and `stop` do the same.
     """
 
     __slots__ = ("_t0", "name", "on", "since", "total")
@@ -55,6 +56,16 @@ class Busy:
         self.since = now
         self.total = 0.0
         self._t0 = now
+
+    def start(self, now: float) -> None:
+        """Busy from now."""
+        self.on = True
+        self.since = now
+
+    def stop(self, now: float) -> None:
+        """Idle from now (adds the busy stretch that ends here)."""
+        self.total += now - self.since
+        self.on = False
 
     def reset(self, now: float) -> None:
         """Forget the history before now."""

@@ -56,7 +56,8 @@ def placer(
     spent = [0.0] * len(keys)
     elapsed = 0.0
     while True:
-        k = max(range(len(keys)), key=lambda i: share[i] * elapsed - spent[i] + share[i] * 1e-9)
+        # Furthest behind its share; on a tie (at the start) the largest share.
+        k = max(range(len(keys)), key=lambda i: (share[i] * elapsed - spent[i], share[i]))
         for t, c in zip(threads, keys[k], strict=True):
             t.pin(cpus[c])
         epoch = float(rng.exponential(epoch_us))
