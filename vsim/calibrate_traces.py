@@ -120,7 +120,6 @@ def _placement(runs: list[tuple[dict[str, Any], RunRecord]], src: str) -> dict[s
     n_runs: dict[int, int] = {}
     changes = 0
     span_us = 0.0
-    run_threads = []  # the backend thread count of every run used
     for row, r in runs:
         n = DESIGNS[str(row["design"])].threads if str(row["design"]) in DESIGNS else 0
         if n not in (1, 2) or len(r.guest_cpu) < 2:
@@ -133,7 +132,6 @@ def _placement(runs: list[tuple[dict[str, Any], RunRecord]], src: str) -> dict[s
         changes += sum(a != b for a, b in itertools.pairwise(pats))
         sub = r.stages["submit_ns"]
         span_us += float(sub.max() - sub.min()) / 1e3
-        run_threads.append(n)
     if not shares or changes == 0:
         return None
     patterns = {
@@ -141,8 +139,10 @@ def _placement(runs: list[tuple[dict[str, Any], RunRecord]], src: str) -> dict[s
         for n, ps in sorted(shares.items())
     }
     # A redraw keeps the pattern with probability sum(p^2): stretch the epoch to match.
-    stay = np.mean([sum((v / n_runs[n]) ** 2 for v in shares[n].values()) for n in run_threads])
-    epoch = span_us / changes * (1 - float(stay))
+    stay = sum(
+        n_runs[n] * sum((v / n_runs[n]) ** 2 for v in shares[n].values()) for n in n_runs
+    ) / sum(n_runs.values())  # per run, averaged over the runs
+    epoch = span_us / changes * (1 - stay)
     return {
         "epoch_us": round(epoch, 1),
         "patterns": patterns,
@@ -258,7 +258,9 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
     runs = [(row, r) for row, r in all_runs if int(row["iodepth"]) == qd]
     mb = _microbench(ds)
     fio = _fio(ds)
-    where = f"{ds} (calibration runs at iodepth {qd}; points: {use or 'dataset marks'})"
+    points = f"points: {use or 'dataset marks'}"
+    where = f"{ds} (calibration runs at iodepth {qd}; {points})"
+    where_all = f"{ds} (calibration runs at every calibration iodepth; {points})"
     notes: list[str] = []
 
     def m(src: str, method: str) -> dict[str, str]:
@@ -301,8 +303,8 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
     reap_event = float(np.median(mb["aio_getevents_per_event"]))
     reap_call = max(float(np.median(mb["aio_getevents"])) - reap_event, 0.0)
     tsrc = f"stage gaps of the reference traces in {where}"
-    all_src = tsrc.replace(f"at iodepth {qd}", "at every calibration iodepth")
-    placement = _placement(all_runs, all_src.replace("stage gaps of the r", "the r"))
+    all_src = f"stage gaps of the reference traces in {where_all}"
+    placement = _placement(all_runs, f"the reference traces in {where_all}")
     if placement is None:
         notes.append("no CPU placement change in the traces: threads are placed freely")
     else:

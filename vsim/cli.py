@@ -421,13 +421,10 @@ def cmd_measure(a: argparse.Namespace) -> None:
     if a.bench is not None and not a.microbench:
         raise ConfigError("--bench needs --microbench")
     benches = _names(a.bench) if a.bench is not None else None
-    if benches is not None:
-        from vsim.reference.microbench import BENCHMARKS
+    if benches is not None:  # before any directory is made
+        from vsim.reference.microbench import check_names
 
-        unknown = [b for b in benches if b not in BENCHMARKS]
-        if unknown:
-            choices = ", ".join(BENCHMARKS)
-            raise ConfigError(f"--bench: unknown microbenchmark {unknown[0]!r} ({choices})")
+        check_names(benches)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(a.out or f"vsim-measure-{stamp}")
     _check_dir_writable(str(out))

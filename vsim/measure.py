@@ -405,8 +405,6 @@ def measure_microbench(
         old = pd.read_csv(summary)
         df = pd.concat([old[~old["benchmark"].isin(list(df["benchmark"]))], df])
     df.to_csv(summary, index=False, lineterminator="\n", float_format="%.6g")
-    if names is None:
-        _write_provenance(mb_dir, c)
-    else:
-        _write_provenance(mb_dir, c, name=f"provenance-{'-'.join(names)}.toml")
+    own = "provenance.toml" if names is None else f"provenance-{'-'.join(names)}.toml"
+    _write_provenance(mb_dir, c, name=own)
     return df

@@ -89,6 +89,14 @@ class MicrobenchResult:
         return {name: d.summary() for name, d in self.results.items()}
 
 
+def check_names(names: Iterable[str]) -> None:
+    """ConfigError naming the first unknown microbenchmark, if any."""
+    unknown = [x for x in names if x not in BENCHMARKS]
+    if unknown:
+        choices = ", ".join(BENCHMARKS)
+        raise ConfigError(f"unknown microbenchmark {unknown[0]!r} (choose from {choices})")
+
+
 def microbench(
     names: Iterable[str] | None = None,
     *,
@@ -105,10 +113,7 @@ def microbench(
     first two CPUs this process may use). Unavailable facilities are skipped with the reason.
     """
     wanted = list(BENCHMARKS if names is None else names)
-    unknown = [x for x in wanted if x not in BENCHMARKS]
-    if unknown:
-        choices = ", ".join(BENCHMARKS)
-        raise ConfigError(f"unknown microbenchmark {unknown[0]!r} (choose from {choices})")
+    check_names(wanted)
     if n < 1 or batch < 1 or bs < 512 or bs % 512:
         raise ConfigError("microbench needs n >= 1, batch >= 1 and bs a multiple of 512")
     allowed = sorted(os.sched_getaffinity(0))
@@ -196,9 +201,14 @@ def _echo(ping: int, pong: int, flags: mmap.mmap, cpu: int, polling: bool, same:
 
 
 def _run_with_peers(
-    peers: list[Any], driver: Callable[[], None], stop: Callable[[], None]
+    peers: list[Any],
+    driver: Callable[[], None],
+    stop: Callable[[], None],
+    fds: tuple[int, ...],
+    shared: mmap.mmap,
 ) -> None:
-    """Start the forked peers, run driver on a thread of its own, then stop and reap them."""
+    """Start the forked peers, run driver on a thread of its own, then stop and reap them and
+    close the eventfds and the shared page they used."""
     try:
         for p in peers:
             p.start()
@@ -213,6 +223,9 @@ def _run_with_peers(
                 p.kill()
                 p.join()
             p.close()
+        for fd in fds:
+            os.close(fd)
+        shared.close()
 
 
 def _wakeup(name: str, n: int, cpu_a: int, cpu_b: int, polling: bool) -> Distribution:
@@ -249,12 +262,7 @@ def _wakeup(name: str, n: int, cpu_a: int, cpu_b: int, polling: bool) -> Distrib
         _U64.pack_into(flags, 0, 1 << 62)
         os.eventfd_write(ping, 1)
 
-    try:
-        _run_with_peers([peer], driver, stop)
-    finally:
-        os.close(ping)
-        os.close(pong)
-        flags.close()
+    _run_with_peers([peer], driver, stop, (ping, pong), flags)
     if failure:
         raise failure[0]
     how = (
@@ -333,12 +341,7 @@ def _wakeup_preempt(n: int, cpu_a: int, cpu_b: int) -> Distribution:
         _U64.pack_into(flags, 16, 1)
         os.eventfd_write(ping, 1)
 
-    try:
-        _run_with_peers(peers, driver, stop)
-    finally:
-        os.close(ping)
-        os.close(pong)
-        flags.close()
+    _run_with_peers(peers, driver, stop, (ping, pong), flags)
     if failure:
         raise failure[0]
     lo, hi = PREEMPT_GAP_US
