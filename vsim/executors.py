@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from vsim.errors import ConfigError, UnavailableError
+from vsim.processes import child_init
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,10 +42,26 @@ def run_unordered(
         for i, item in enumerate(items):
             yield i, fn(item)
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+        yield from _pool(fn, items, min(jobs, len(items)))
+
+
+def _pool(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[int, R]]:
+    """A local process pool whose workers die with this process (even on kill -9) and stop at
+    once when the sweep does (Ctrl-C, an error, or the caller abandoning the iterator)."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=child_init)
+    try:
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    except BaseException:
+        procs = list(getattr(pool, "_processes", {}).values())  # no public way to stop them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.join()
+        raise
+    pool.shutdown()
 
 
 def _dask(fn: Callable[[T], R], items: Sequence[T], address: str) -> Iterator[tuple[int, R]]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from vsim.errors import ConfigError
+from vsim.outputs import check_dir, remove_stale_tmp, write_atomic
 from vsim.scenario import Scenario
 
 POINTS = "points"
@@ -32,21 +32,23 @@ def _checksum(rows: list[dict[str, Any]]) -> str:
 
 
 class Workspace:
-    """A sweep's output directory: points/<id>.json per finished point, results.csv at the end."""
+    """A sweep's output directory: points/<id>.json per finished point, results.csv at the end.
+
+    Nothing is created before the first point finishes, so a sweep that fails at once leaves
+    no stub directory; temporary files of killed sweeps are removed when it opens.
+    """
 
     def __init__(self, root: str | Path, *, resume: bool) -> None:
         self.root = Path(root)
         self.dir = self.root / POINTS
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {root}: cannot create ({e.strerror})") from None
-        if not os.access(self.dir, os.W_OK):
-            raise ConfigError(f"--out {root}: not writable")
-        if not resume and any(self.dir.glob("*.json")):
-            raise ConfigError(
-                f"--out {root} holds points of an earlier sweep: add --resume, or choose another"
-            )
+        check_dir(self.root)
+        if self.dir.is_dir():
+            remove_stale_tmp(self.dir)
+            if not resume and any(self.dir.glob("*.json")):
+                raise ConfigError(
+                    f"--out {root} holds points of an earlier sweep: add --resume, or choose "
+                    "another"
+                )
 
     def load(self, pid: str) -> list[dict[str, Any]] | None:
         """The rows of a finished point, or None when missing, partial or corrupt."""
@@ -62,11 +64,9 @@ class Workspace:
 
     def save(self, pid: str, rows: list[dict[str, Any]]) -> None:
         """Write a finished point atomically (temporary file, fsync, rename)."""
-        path = self.dir / f"{pid}.json"
-        tmp = self.dir / f".{pid}.{os.getpid()}.tmp"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {self.root}: cannot create ({e.strerror})") from None
         text = json.dumps({"id": pid, "sha256": _checksum(rows), "rows": rows})
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.dir / f"{pid}.json", text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 import traceback
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vsim.processes import child_init
 from vsim.reference.guestmem import (
     CTL_ABORT,
     CTL_COMPLETED,
@@ -22,7 +22,7 @@ from vsim.reference.guestmem import (
     VIRTIO_BLK_T_OUT,
     GuestMemory,
 )
-from vsim.reference.linux import current_cpu, die_with_parent, pin_thread
+from vsim.reference.linux import current_cpu, pin_thread
 from vsim.reference.ring import Buffer, Driver
 from vsim.reference.storage import bad_sectors, stamp
 from vsim.scenario import Workload
@@ -66,8 +66,7 @@ def io_pattern(workload: Workload, region: int, seed: int) -> Iterator[tuple[boo
 
 def guest_main(cfg: GuestConfig, mem: GuestMemory, conn: Connection) -> None:
     """Process entry: wait for "go", run the job, send ("ok", results) or ("error", message)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    die_with_parent()
+    child_init()  # dies with the parent, which handles Ctrl-C and stops us
     try:
         pin_thread(cfg.cpu)
         if conn.recv() != "go":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import signal
 import threading
 from typing import Any
 
@@ -43,7 +42,6 @@ TMPFS_MAGIC = 0x01021994
 RAMFS_MAGIC = 0x858458F6
 _MEMORY_FILESYSTEMS = {TMPFS_MAGIC: "tmpfs", RAMFS_MAGIC: "ramfs"}
 
-_PR_SET_PDEATHSIG = 1
 _barrier = threading.Lock()
 
 
@@ -119,11 +117,6 @@ def eventfd_drain(fd: int) -> int:
         return os.eventfd_read(fd)
     except BlockingIOError:
         return 0
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL the calling process when its parent dies (prctl PDEATHSIG)."""
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class BufferAddress:

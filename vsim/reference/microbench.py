@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from vsim.errors import ConfigError, UnavailableError
+from vsim.processes import child_init
 from vsim.reference.engine import IoRequest
 from vsim.reference.linux import (
     BufferAddress,
-    die_with_parent,
     eventfd_drain,
     new_eventfd,
     pin_thread,
@@ -178,7 +178,7 @@ def _eventfd(n: int) -> Distribution:
 
 def _echo(ping: int, pong: int, flags: mmap.mmap, cpu: int, polling: bool, same: bool) -> None:
     """The forked peer of a wake-up round trip: answer every ping until told to stop."""
-    die_with_parent()
+    child_init()
     try:
         pin_thread(cpu)
         seq = 0
@@ -278,7 +278,7 @@ PREEMPT_GAP_US = (500.0, 3000.0)  # how long the hog has run when the sleeper is
 
 def _hog(flags: mmap.mmap, cpu: int) -> None:
     """Spin on `cpu` until told to stop: a CPU-bound task that never sleeps."""
-    die_with_parent()
+    child_init()
     pin_thread(cpu)
     while not _U64.unpack_from(flags, 16)[0]:
         pass
@@ -286,7 +286,7 @@ def _hog(flags: mmap.mmap, cpu: int) -> None:
 
 def _stamp(ping: int, pong: int, flags: mmap.mmap, cpu: int) -> None:
     """Block on ping; on each wake-up record CLOCK_MONOTONIC (ns) and answer on pong."""
-    die_with_parent()
+    child_init()
     try:
         pin_thread(cpu)
         while True:

@@ -30,14 +30,7 @@ from vsim.reference.guestmem import (
 )
 from vsim.reference.linux import check_cpu, new_eventfd
 from vsim.reference.ring import MAX_QUEUE_SIZE
-from vsim.reference.storage import (
-    DEFAULT_SCRATCH_SIZE,
-    Target,
-    create_scratch,
-    fill,
-    open_existing,
-    read_back,
-)
+from vsim.reference.storage import DEFAULT_SCRATCH_SIZE, Target, open_target, read_back
 from vsim.reference.trace import STAGES, RunRecord
 from vsim.scenario import Design, Workload
 from vsim.scenario import design as preset
@@ -64,8 +57,9 @@ def run(
 ) -> RunRecord:
     """Run ``workload`` in a guest process against the real ``design`` backend; return its trace.
 
-    I/O goes to a scratch file created (and removed) in ``directory``, or to an existing ``file``
-    (read-only unless ``allow_overwrite``; never writes to block devices). The job covers
+    I/O goes to a nameless scratch file in ``directory`` (default: the current directory), or to
+    an existing ``file`` (read-only unless ``allow_overwrite``; never writes to block devices;
+    see vsim.reference.storage, the one guard of every real I/O path). The job covers
     ``min(workload.size, file size)`` bytes and runs for ``number_ios`` I/Os, ``runtime``
     seconds, or one pass over that region. ``cpus`` pins the backend threads (overriding
     ``design.cpus``), ``guest_cpu`` the guest. ``verify`` checks every read against the stamped
@@ -78,12 +72,15 @@ def run(
     needs_write = workload.read_fraction < 1.0
     old_interval = sys.getswitchinterval()
     with ExitStack() as stack:
-        target = _open_target(
-            workload, directory, file, allow_overwrite, scratch_size, needs_write, verify
+        target = open_target(
+            workload,
+            directory=directory,
+            file=file,
+            allow_overwrite=allow_overwrite,
+            scratch_size=scratch_size,
+            verify=verify,
         )
-        stack.callback(target.close)
-        if target.scratch:
-            os.unlink(target.path)  # the open descriptor keeps it: nothing is left even on SIGKILL
+        stack.callback(target.close)  # a scratch file has no name: nothing is left on SIGKILL
         layout = MemoryLayout(queue_size_for(workload.iodepth), workload.iodepth, workload.bs)
         mem = GuestMemory(layout)
         stack.callback(mem.close)
@@ -178,36 +175,6 @@ def _validate(
         check_cpu(cpu)
     if verify and file is not None and not allow_overwrite:
         raise ConfigError("verify stamps a pattern first: an existing file needs allow_overwrite")
-
-
-def _open_target(
-    workload: Workload,
-    directory: str | os.PathLike[str] | None,
-    file: str | os.PathLike[str] | None,
-    allow_overwrite: bool,
-    scratch_size: int,
-    needs_write: bool,
-    verify: bool,
-) -> Target:
-    if file is None:
-        size = min(workload.size, scratch_size) // workload.bs * workload.bs
-        if size < workload.bs:
-            raise ConfigError(f"scratch_size {scratch_size} is smaller than bs {workload.bs}")
-        return create_scratch(None if directory is None else os.fspath(directory), size)
-    target = open_existing(
-        os.fspath(file),
-        bs=workload.bs,
-        size=workload.size,
-        needs_write=needs_write or verify,
-        allow_overwrite=allow_overwrite,
-    )
-    if verify:
-        try:
-            fill(target, target.region)
-        except BaseException:
-            target.close()
-            raise
-    return target
 
 
 def _n_ios(workload: Workload, region: int) -> int | None:

@@ -1,4 +1,11 @@
-"""The I/O target (a scratch file or a guarded existing file, O_DIRECT) and the verify pattern."""
+"""The one I/O guard (scratch files, guarded existing files, O_DIRECT) and the verify pattern.
+
+Every path that does real I/O (the reference backend, the microbenchmarks, the real fio) opens
+its target here: a scratch file has no name from birth (``O_TMPFILE``, or unlinked the moment
+it is open), so nothing is left even after ``kill -9``; an existing file is opened read-only
+unless a writing job was explicitly allowed; a block device is never opened for writing; a
+directory or file in memory (tmpfs, ramfs) is refused, because it has no direct I/O.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,18 @@ import contextlib
 import errno
 import mmap
 import os
+import re
 import secrets
 import stat
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from vsim.errors import ConfigError, UnavailableError
+from vsim.processes import pid_alive
 from vsim.reference.linux import memory_filesystem
+from vsim.scenario import Workload
 
 SECTOR = 512
 DEFAULT_SCRATCH_SIZE = 64 << 20
@@ -56,9 +65,15 @@ def bad_sectors(data: U64Array, offset: int, tags: tuple[int, ...]) -> int:
     return int(rows.shape[0] - np.count_nonzero(good))
 
 
+SCRATCH_PREFIX = "vsim-scratch-"  # named scratch files (no O_TMPFILE): vsim-scratch-<pid>-*.dat
+
+
 @dataclass
 class Target:
-    """An open file the backend does I/O on, and the region (bytes from offset 0) it may use."""
+    """An open file the backend does I/O on, and the region (bytes from offset 0) it may use.
+
+    ``path`` names it in messages; a scratch file has no name in the file system any more.
+    """
 
     path: str
     fd: int
@@ -67,13 +82,15 @@ class Target:
     writable: bool
 
     def close(self) -> None:
-        """Close the descriptor and remove the file if it is a scratch file (idempotent)."""
+        """Close the descriptor (idempotent); a scratch file's space is freed with it."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.scratch:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+
+    @property
+    def proc_path(self) -> str:
+        """A name another process can open it by while it inherits ``fd`` (for fio)."""
+        return f"/proc/self/fd/{self.fd}"
 
 
 def _open_direct(path: str, flags: int, mode: int = 0o600) -> int:
@@ -94,23 +111,70 @@ def _refuse_memory_fs(path: str) -> None:
         )
 
 
+def check_directory(directory: str) -> None:
+    """Raise ConfigError unless ``directory`` is an existing directory (and says which)."""
+    if not os.path.exists(directory):
+        raise ConfigError(f"directory {directory} does not exist")
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{directory} is not a directory")
+
+
 def create_scratch(directory: str | None, size: int) -> Target:
-    """Create, stamp (tag 0) and open a scratch file of ``size`` bytes in ``directory``."""
+    """Create, stamp (tag 0) and open a nameless scratch file of ``size`` bytes in ``directory``
+    (default: the current directory)."""
     if size < SECTOR or size % SECTOR:
         raise ConfigError(f"scratch size must be a positive multiple of {SECTOR}, got {size}")
-    directory = directory if directory is not None else tempfile.gettempdir()
-    if not os.path.isdir(directory):
-        raise ConfigError(f"directory {directory} does not exist")
+    directory = directory if directory is not None else os.curdir
+    check_directory(directory)
     _refuse_memory_fs(directory)
-    path = os.path.join(directory, f"vsim-scratch-{os.getpid()}-{secrets.token_hex(4)}.dat")
-    fd = _open_direct(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-    target = Target(path=path, fd=fd, region=size, scratch=True, writable=True)
+    remove_stale_scratch(directory)
+    fd, label = _open_nameless(directory)
+    target = Target(path=label, fd=fd, region=size, scratch=True, writable=True)
     try:
         fill(target, size)
     except BaseException:
         target.close()
         raise
     return target
+
+
+def _open_nameless(directory: str) -> tuple[int, str]:
+    """An O_DIRECT file in ``directory`` that no name points to, and a label for messages.
+
+    O_TMPFILE where the file system has it; else a uniquely named file, unlinked as soon as it is
+    open (a ``kill -9`` inside that window leaves it for :func:`remove_stale_scratch`).
+    """
+    label = os.path.join(directory, "(vsim scratch file)")
+    flags = os.O_TMPFILE | os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC
+    try:
+        return os.open(directory, flags, 0o600), label
+    except OSError as e:  # no O_TMPFILE here (EOPNOTSUPP; EISDIR on old kernels; EINVAL)
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise ConfigError(f"cannot create a file in {directory}: {e.strerror}") from None
+    name = f"{SCRATCH_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.dat"
+    path = os.path.join(directory, name)
+    fd = _open_direct(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    os.unlink(path)
+    return fd, label
+
+
+def remove_stale_scratch(directory: str) -> list[str]:
+    """Remove named scratch files of processes that no longer exist; return their names."""
+    gone = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            m = _SCRATCH_NAME.match(entry.name)
+            if m is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if pid_alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                gone.append(entry.name)
+    return gone
+
+
+_SCRATCH_NAME = re.compile(rf"^\.?{re.escape(SCRATCH_PREFIX)}(\d+)-[0-9a-f]+\.dat$")
 
 
 def fill(target: Target, size: int, tag: int = 0) -> None:
@@ -149,7 +213,8 @@ def open_existing(
         raise ConfigError(f"{path} is a block device: vsim never writes to one")
     if needs_write and not allow_overwrite:
         raise ConfigError(f"{path} exists: a job that writes needs allow_overwrite=True")
-    _refuse_memory_fs(path)
+    if not is_block:  # a device node lives on devtmpfs, its data on the device
+        _refuse_memory_fs(path)
     fd = _open_direct(path, os.O_RDWR if needs_write else os.O_RDONLY)
     length = os.lseek(fd, 0, os.SEEK_END) if is_block else st.st_size
     region = min(size, length) // bs * bs
@@ -157,6 +222,39 @@ def open_existing(
         os.close(fd)
         raise ConfigError(f"{path} holds {length} bytes, less than one block of {bs}")
     return Target(path=path, fd=fd, region=region, scratch=False, writable=needs_write)
+
+
+def open_target(
+    workload: Workload,
+    *,
+    directory: str | os.PathLike[str] | None = None,
+    file: str | os.PathLike[str] | None = None,
+    allow_overwrite: bool = False,
+    scratch_size: int = DEFAULT_SCRATCH_SIZE,
+    verify: bool = False,
+) -> Target:
+    """The target of a workload: a scratch file in ``directory`` (``min(size, scratch_size)``
+    bytes) or the existing ``file``, opened for writing only when the job writes (or verify
+    stamps it) and that was allowed."""
+    if file is None:
+        size = min(workload.size, scratch_size) // workload.bs * workload.bs
+        if size < workload.bs:
+            raise ConfigError(f"scratch_size {scratch_size} is smaller than bs {workload.bs}")
+        return create_scratch(None if directory is None else os.fspath(directory), size)
+    target = open_existing(
+        os.fspath(file),
+        bs=workload.bs,
+        size=workload.size,
+        needs_write=workload.read_fraction < 1.0 or verify,
+        allow_overwrite=allow_overwrite,
+    )
+    if verify:
+        try:
+            fill(target, target.region)
+        except BaseException:
+            target.close()
+            raise
+    return target
 
 
 def read_back(target: Target, offsets: U64Array, bs: int, tag: int) -> int:
