@@ -126,6 +126,10 @@ class Result:
         """Tidy rows: one per direction present, parameters first, then metrics with units."""
         s = self.scenario
         w = s.workload
+        # Little's law on the guest's tag wait (I/Os beyond the queue's tags wait in io_submit)
+        tag_wait_us = (
+            self.levels.get("guest.tag_wait", 0.0) * self.elapsed_s * 1e6 / len(self.write)
+        )
         out = []
         for d in self.present_directions():
             m = self.direction(d)
@@ -154,6 +158,7 @@ class Result:
                     row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
                     row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
             row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
+            row["tag_wait_mean_us"] = tag_wait_us
             row["iops_hw_pct"] = 100 * self.iops_rel_hw
             row["lat_hw_pct"] = 100 * self.lat_rel_hw
             row["events"] = self.events

@@ -57,8 +57,9 @@ class FioJob:
         self.active = active  # I/Os between fio's submit start and its reap, all jobs
         self.w = w
         self.rng = rng
-        self.inflight = 0
+        self.inflight = 0  # submitted and not yet reaped (fio's cur_depth)
         self.done: deque[IO] = deque()
+        self.blocked: IO | None = None  # inside io_submit, waiting for a free tag
         self.vcpu: Vcpu | None = None
         self._blocks = w.size // w.bs
         self._next = [0, 0]  # sequential position per direction (fio's last_pos[ddir])
@@ -87,11 +88,51 @@ class FioJob:
         return IO(self, write, block * bs, bs, now)
 
 
+class TagWait:
+    """The guest's submissions waiting for a free tag of the queue (blk-mq's tag wait), served
+    in the order they came (a waiting job does not starve behind one that keeps barging in)."""
+
+    def __init__(self, level: Level) -> None:
+        self.level = level  # I/Os waiting, time-weighted
+        self.jobs: list[FioJob] = []
+
+    def wait(self, job: FioJob, io: IO, now: float) -> None:
+        """`job` is inside io_submit for `io` until a tag frees."""
+        job.blocked = io
+        self.jobs.append(job)
+        self.level.add(1, now)
+
+    def release(self, job: FioJob, now: float) -> None:
+        """`job` got its tag."""
+        job.blocked = None
+        self.jobs.remove(job)
+        self.level.add(-1, now)
+
+    def free(self, vq: Virtqueue) -> int:
+        """Requests a new submission could place at once (none while others wait)."""
+        return 0 if self.jobs else vq.free // vq.descs_per_request
+
+    def wake(self, by: Vcpu) -> None:
+        """Tags were freed on vCPU `by`: wake the other vCPUs whose jobs wait for one."""
+        for job in self.jobs:
+            if job.vcpu is not by and job.vcpu is not None:
+                job.vcpu.wake.signal()
+
+
 class Vcpu:
     """A guest vCPU: runs its fio jobs and, on vCPU 0, the virtio-blk interrupt handler.
 
     When nothing is runnable the vCPU halts: its host thread blocks until the device's interrupt
     (irqfd) or another vCPU's wake-up arrives.
+
+    A job reaps when it has iodepth I/Os outstanding (fio's queue_full), everything that
+    completed, each reap followed by a submission (fio reaps one event per io_getevents by
+    default: iodepth_batch_complete_max = _min = 1). When the virtqueue has no free descriptor
+    for a request (iodepth x numjobs above the queue size), the submission waits in the guest,
+    as blk-mq's io_submit sleeps for a free tag (virtio_blk sizes its tag set to the queue):
+    the job reaps one I/O, then blocks until the interrupt handler frees a tag, and the wait
+    counts in slat (level ``guest.tag_wait``). fio keeps iodepth I/Os outstanding throughout,
+    as it does on a real device with fewer tags than iodepth.
     """
 
     def __init__(
@@ -103,8 +144,10 @@ class Vcpu:
         irq: Notifier | None,
         costs: Costs,
         record: Callable[[IO], None],
+        tags: TagWait,
     ) -> None:
         self.thread = thread
+        self.tags = tags
         self.jobs = list(jobs)
         self.vq = vq
         self.kick = kick
@@ -141,45 +184,66 @@ class Vcpu:
                             job.vcpu.wake.signal()
                     if vq.enable_cb():
                         break
+                if self.tags.jobs:
+                    self.tags.wake(self)  # freed tags wake the submissions waiting for them
                 worked = True
             if self.wake.count:
                 self.wake.consume()
             for job in self.jobs:
-                while job.done:
-                    io = job.done.popleft()
-                    io.t_done = t_done = env.now + carry + c.guest_complete()
-                    carry = 0.0
-                    job.inflight -= 1
-                    worked = True
-                    if job.done or not vq.can_add() or c.has_loop:
-                        yield t_done - env.now
-                        job.active.add(-1, t_done)
-                        self.record(io)
-                        continue  # submissions follow below, each after fio's loop
-                    # The last reap runs straight into the next submission (fio's loop): one
-                    # timeout for both; one I/O ends as the next starts, so `active` is unchanged.
-                    nxt = job.new_io(t_done, track=False)
-                    job.inflight += 1
-                    yield t_done - env.now + c.guest_submit()
-                    self.record(io)
-                    if self._add(nxt):
-                        yield c.kick()
-                        self.kick.signal()
-                    nxt.t_issue = env.now
-                if carry:
-                    yield carry
-                    carry = 0.0
-                while job.inflight < job.w.iodepth and vq.can_add():
-                    if c.has_loop:  # fio's own loop before a submission: off the clock
-                        yield c.guest_loop()
-                    io = job.new_io(env.now)
-                    job.inflight += 1
-                    yield c.guest_submit()
+                if job.blocked is not None:
+                    if not vq.can_add() or self.tags.jobs[0] is not job:
+                        continue  # io_submit still sleeps for a tag: the job cannot reap
+                    io = job.blocked
+                    self.tags.release(job, env.now)
                     if self._add(io):
                         yield c.kick()
                         self.kick.signal()
                     io.t_issue = env.now
                     worked = True
+                if job.inflight >= job.w.iodepth:  # fio reaps when its queue is full ...
+                    # ... what completed, each reap followed by a submission: once the free
+                    # tags are used up, the next submission sleeps and reaping stops with it.
+                    # (Within the queue's size there are always enough tags: no limit.)
+                    budget = self.tags.free(vq) + 1
+                    while job.done and budget:
+                        budget -= 1
+                        io = job.done.popleft()
+                        io.t_done = t_done = env.now + carry + c.guest_complete()
+                        carry = 0.0
+                        job.inflight -= 1
+                        worked = True
+                        if job.done or not vq.can_add() or c.has_loop:
+                            yield t_done - env.now
+                            job.active.add(-1, t_done)
+                            self.record(io)
+                            continue  # submissions follow below, each after fio's loop
+                        # The last reap runs straight into the next submission (fio's loop): one
+                        # timeout for both; one I/O ends as the next starts (`active` unchanged).
+                        nxt = job.new_io(t_done, track=False)
+                        job.inflight += 1
+                        yield t_done - env.now + c.guest_submit()
+                        self.record(io)
+                        if self._add(nxt):
+                            yield c.kick()
+                            self.kick.signal()
+                        nxt.t_issue = env.now
+                if carry:
+                    yield carry
+                    carry = 0.0
+                while job.inflight < job.w.iodepth:
+                    if c.has_loop:  # fio's own loop before a submission: off the clock
+                        yield c.guest_loop()
+                    io = job.new_io(env.now)
+                    job.inflight += 1
+                    yield c.guest_submit()
+                    worked = True
+                    if not vq.can_add() or self.tags.jobs:  # no free tag (or others wait
+                        self.tags.wait(job, io, env.now)  # first): io_submit sleeps until
+                        break  # one frees
+                    if self._add(io):
+                        yield c.kick()
+                        self.kick.signal()
+                    io.t_issue = env.now
             if carry:
                 yield carry
             if not worked:
