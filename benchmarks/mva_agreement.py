@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from tests.conftest import profile_dict, prov
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, mva
 from vsim.profile import Profile
+from vsim.testing import profile_dict, prov
 
 
 def main() -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import profile_dict
 from vsim import Scenario, Workload, design, simulate
 from vsim.calibrate import apply, fit_profile, free_params
 from vsim.errors import ConfigError, ProfileError
 from vsim.measured import load_measured
 from vsim.profile import Profile
+from vsim.testing import profile_dict
 
 TRUE = {"guest": 30.0, "disk": 100.0}
 

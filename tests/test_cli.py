@@ -114,6 +114,20 @@ def test_json_rows(capsys):  # type: ignore[no-untyped-def]
         (["run", "--frobnicate"], "unrecognized arguments"),
         (["explode"], "invalid choice"),
         (["run", "--out", "/nonexistent-dir/x.csv"], "does not exist"),
+        (["run", "--seed", "-1"], "seed must be a whole number >= 0"),
+        (["sweep", "--seed", "-1", "--ios", "10"], "seed must be a whole number >= 0"),
+        (["run", "--ios", "99999999999999999999"], "GiB of per-I/O records"),
+        (["run", "--runtime", "inf"], "runtime must be a finite number"),
+        (["run", "--ramp-time", "inf", "--ios", "10"], "ramp_time must be a finite number"),
+        (["run", "--ramp-time", "nan", "--ios", "10"], "ramp_time must be a finite number"),
+        (["run", "--poll-us", "nan", "--ios", "10"], "poll_us must be a finite number"),
+        (["run", "--max-ios", "0"], "max_ios must be >= 1"),
+        (["sweep", "--design", ",", "--ios", "10"], "--design: no value given"),
+        (["sweep", "--rw", "", "--ios", "10"], "--rw: no value given"),
+        (
+            ["run", "--profile", "local", "--bs", "16k", "--ios", "10"],
+            "no distribution for reads of bs=16384 (it has read_4096, read_512",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(capsys, argv, message):  # type: ignore[no-untyped-def]
@@ -149,3 +163,69 @@ def test_progress_bar_only_when_asked(capsys):  # type: ignore[no-untyped-def]
     with Progress(2, "shown", enabled=True) as bar:
         bar(1, 2, "point a")
     assert "shown" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--iodepth", "0", "--out", "new.csv"],
+        ["run", "--seed", "-1", "--out", "new.parquet"],
+        ["sweep", "--bs", "1000", "--out", "new.json"],
+        ["sweep", "--profile", "local", "--bs", "16k", "--ios", "10", "--jobs", "1", "--out", "ws"],
+        ["calibrate", "empty", "--out", "p.toml"],
+        ["plot", "header.csv", "--out", "p.png"],
+        ["plot", "words.csv", "--out", "p.svg"],
+        ["report", "header.csv", "--out", "page.html"],
+        ["validate", "--profile", "nope", "--measured", "empty", "--report", "rep"],
+        ["validate", "--profile", "seed-2011", "--measured", "empty", "--report", "rep/sub"],
+        ["measure", "--iodepth", "0", "--out", "ds"],
+        ["measure", "--microbench", "--bench", "warp", "--out", "ds"],
+    ],
+)
+def test_an_error_leaves_no_output_behind(capsys, tmp_path: Path, monkeypatch, argv):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "header.csv").write_text("design,iodepth,iops\n")
+    (tmp_path / "words.csv").write_text("design,iodepth,iops\nvirtio-blk,1,fast\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("vsim: error:"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no empty file, no stub dir
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_parquet_without_pyarrow_names_the_extra(capsys, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+    code, _, err = run(capsys, "run", "--ios", "10", "--out", str(tmp_path / "r.parquet"))
+    assert code == 2 and "pip install 'vsim[parquet]'" in err
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_version(capsys):  # type: ignore[no-untyped-def]
+    import vsim
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"vsim {vsim.__version__}\n"
+
+
+def test_use_rule_that_matches_nothing_is_an_error(capsys):  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parent.parent / "validation" / "local"
+    code, _, err = run(
+        capsys, "validate", "--profile", "local", "--measured", str(root), "--use", "iodepth=64"
+    )
+    assert code == 2 and "--use iodepth=64 matches no measured point" in err
+
+
+def test_measured_dataset_that_matches_no_point_is_an_error(capsys, tmp_path: Path):  # type: ignore[no-untyped-def]
+    table = tmp_path / "seed.csv"
+    assert run(capsys, "sweep", "--ios", "200", "--out", str(table))[0] == 0
+    local = Path(__file__).resolve().parent.parent / "validation" / "local"
+    code, _, err = run(capsys, "plot", str(table), "--measured", str(local))
+    assert code == 2 and "matches a point of the sweep" in err
+    assert not (tmp_path / "seed-iops.png").exists()

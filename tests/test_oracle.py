@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import simpy
 
-from tests.conftest import prov
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, md1_wait, mm1_wait, mva
 from vsim.models.disk import Disk, Request, ServiceTimes
 from vsim.models.dists import Dist
 from vsim.models.monitor import Registry
+from vsim.testing import prov
 
 SUBMIT_US = 40.0
 DISK_US = 100.0
@@ -23,8 +23,8 @@ def product_form(request):  # type: ignore[no-untyped-def]
 
     Every other cost and every wake-up is zero, so the closed network is product form.
     """
-    from tests.conftest import profile_dict
     from vsim.profile import Profile
+    from vsim.testing import profile_dict
 
     disk = {
         "model": "empirical",

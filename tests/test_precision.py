@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import profile_dict, prov
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, mva
 from vsim.errors import ConfigError
 from vsim.precision import batch_means, mser5, rate_interval
 from vsim.profile import Profile, load_profile
+from vsim.testing import profile_dict, prov
 
 
 def test_mser5_cuts_the_transient():

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import profile_dict
 from vsim.errors import ProfileError
 from vsim.profile import GUEST_OPS, HOST_OPS, Profile, bundled_profiles, load_profile
+from vsim.testing import profile_dict
 
 
 def test_bundled_seed_profile_loads_with_provenance():

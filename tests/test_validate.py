@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import profile_dict, prov
 from vsim import Scenario, Workload, design, simulate
 from vsim.errors import ConfigError
 from vsim.measured import MeasuredSet, load_measured
 from vsim.profile import Profile
+from vsim.testing import profile_dict, prov
 from vsim.validate import (
     COMPARED,
     Validation,

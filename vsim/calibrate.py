@@ -15,8 +15,9 @@ from scipy.optimize import least_squares
 
 from vsim.errors import ConfigError, ProfileError
 from vsim.measured import MeasuredSet
+from vsim.outputs import write_atomic
 from vsim.profile import Profile
-from vsim.validate import CalibrationRule, validate
+from vsim.validate import CalibrationRule, rule_text, validate
 
 FIT_METRICS = ("iops", "clat_mean_us", "lat_mean_us")
 
@@ -114,8 +115,7 @@ class Fit:
 
     def write(self, path: str | Path) -> None:
         """Write the fitted profile as TOML."""
-        with open(path, "wb") as f:
-            tomli_w.dump(self.document, f)
+        write_atomic(path, tomli_w.dumps(self.document))
 
 
 def calibration_subset(measured: MeasuredSet, use: CalibrationRule | None) -> MeasuredSet:
@@ -135,7 +135,8 @@ def calibration_subset(measured: MeasuredSet, use: CalibrationRule | None) -> Me
                 raise ConfigError(f"--use: no column {col!r}")
             mask &= pts[col].isin(list(values))
     if not mask.any():
-        raise ConfigError("fit: no measured point is a calibration point")
+        what = "the dataset marks no run" if use is None else f"--use {rule_text(use)} matches none"
+        raise ConfigError(f"{what}: no measured point is a calibration point")
     return MeasuredSet(f"{measured.name} (calibration points)", pts[mask], measured.runs)
 
 
@@ -221,6 +222,8 @@ def fit_profile(
         "calibration_points": str(use) if use is not None else "the dataset's calibration marks",
         "rms_error_pct": rms,
         "evaluations": n_eval,
+        "ios": ios,  # simulated I/Os per point and root seed: the fit depends on both (and
+        "seed": seed,  # on the profile's name, which keys the random streams)
         "parameters": {
             p.name: {"value": float(v), "stderr": float(se), "mode": p.mode}
             for p, v, se in zip(params, sol.x, stderr, strict=True)

@@ -17,6 +17,7 @@ from scipy import stats
 from vsim.errors import ConfigError
 from vsim.fio import read_fio_json, sample_from_bins
 from vsim.models.dists import dist_from_dict
+from vsim.outputs import write_atomic
 from vsim.profile import SCHEMA, Profile
 from vsim.reference.trace import RunRecord
 
@@ -93,8 +94,7 @@ class TraceCalibration:
     def write(self, path: str | Path) -> None:
         """Write the profile TOML (checked by loading it back)."""
         Profile.from_dict(self.document, str(path))
-        with open(path, "wb") as f:
-            tomli_w.dump(self.document, f)
+        write_atomic(path, tomli_w.dumps(self.document))
 
 
 def _patterns(r: RunRecord, threads: int) -> list[tuple[int, ...]]:
@@ -218,11 +218,52 @@ def _submit_gaps(r: RunRecord, *, kicked: bool) -> np.ndarray:
     return np.asarray((s["kick_ns"][ok] - s["submit_ns"][ok]) / 1e3, dtype=float)
 
 
+# The microbenchmarks calibration needs (wakeup_preempt is optional: cited when absent).
+NEEDED_MICROBENCH = (
+    "eventfd",
+    "wakeup_cross_cpu_blocking",
+    "wakeup_same_cpu_blocking",
+    "wakeup_cross_cpu_polling",
+    "aio_submit_per_iocb",
+    "aio_getevents_per_event",
+    "aio_getevents",
+)
+
+
+def _provenance(dataset: Path) -> dict[str, Any]:
+    """The dataset's provenance.toml (vsim measure writes it with the first run)."""
+    path = dataset / "provenance.toml"
+    if not dataset.is_dir():
+        raise ConfigError(f"{dataset}: not a directory (give a vsim measure --out dataset)")
+    try:
+        prov = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{dataset}: no provenance.toml: not a vsim measure dataset (vsim measure --out)"
+        ) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    cores = prov.get("cores")
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise ConfigError(f"{path}: cores: expected a whole number >= 1, got {cores!r}")
+    return prov
+
+
 def _microbench(dataset: Path) -> dict[str, np.ndarray]:
     d = dataset / "microbench"
-    out = {p.stem: np.load(p).astype(float) / 1e3 for p in sorted(d.glob("*.npy"))}
-    if not out:
-        raise ConfigError(f"{dataset}: no microbenchmarks (run vsim measure --microbench)")
+    out = {}
+    for p in sorted(d.glob("*.npy")):
+        try:
+            out[p.stem] = np.load(p, allow_pickle=False).astype(float) / 1e3
+        except (OSError, ValueError, EOFError) as e:
+            raise ConfigError(f"{p}: not a readable microbenchmark sample ({e})") from None
+    missing = [n for n in NEEDED_MICROBENCH if n not in out or out[n].size == 0]
+    if missing:
+        raise ConfigError(
+            f"{dataset}: microbenchmark {missing[0]} missing ({len(missing)} of "
+            f"{len(NEEDED_MICROBENCH)} needed); run vsim measure --microbench --bench "
+            f"{','.join(missing)} --out {dataset}"
+        )
     return out
 
 
@@ -251,7 +292,7 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
     ds = datasets[0]
     if len(datasets) > 1:
         raise ConfigError("calibrate: give one dataset directory")
-    prov = tomllib.loads((ds / "provenance.toml").read_text())
+    prov = _provenance(ds)
     all_runs = _runs(ds, use)
     # Costs come from the lowest calibration iodepth: there a stage gap is service, not queueing.
     qd = min(int(row["iodepth"]) for row, _ in all_runs)
@@ -455,7 +496,8 @@ def _completion(
         spec = service.get(f"{row['dir']}_{row['bs']}")
         if spec is None:
             continue
-        mean = dist_from_dict(spec, "disk.service").mean
+        table = {k: v for k, v in spec.items() if k != "fit_note"}  # the fit's own remark
+        mean = dist_from_dict(table, "disk.service").mean
         resid.append(_gap(r, "io_submit_ns", "io_complete_ns") - mean - modelled)
     if not resid:
         raise ConfigError("calibrate: no calibration run matches a fio baseline (rw/bs)")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -14,9 +14,11 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from vsim import __version__
 from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
 from vsim.executors import default_jobs
+from vsim.outputs import check_dir, check_file, write_atomic
 from vsim.progress import Progress
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
@@ -67,14 +69,23 @@ def _sizes(text: str) -> list[int]:
     return [parse_size(p) for p in text.split(",")]
 
 
-def _names(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
+def _names(text: str, what: str) -> list[str]:
+    """A comma list of names; an empty one is an error naming its option."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ConfigError(f"{what}: no value given (expected a comma list, e.g. {what} A,B)")
+    return names
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="seed-2011", help="bundled profile name or a file path")
-    p.add_argument("--seed", type=int, default=1, help="root random seed (default 1)")
-    p.add_argument("--ios", type=int, help="I/Os per point after warm-up (fixed run length)")
+    p.add_argument("--seed", type=int, default=1, help="root random seed >= 0 (default 1)")
+    p.add_argument(
+        "--ios",
+        type=int,
+        help="I/Os per point after warm-up (fixed run length; with --runtime, whichever "
+        "comes first, as in fio)",
+    )
     p.add_argument(
         "--precision",
         type=float,
@@ -107,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: vsim sweep --design virtio-blk,vhost-blk --iodepth 1-8 --format csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    top.add_argument("--version", action="version", version=f"vsim {__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run",
@@ -164,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="G,B[,B...]: the guest on CPU G, backend threads on B... "
         "(cycled); default: the scheduler places them",
     )
-    me.add_argument("--dir", help="directory for the scratch file (default: current)")
+    me.add_argument(
+        "--dir", help="directory for the (nameless) scratch file (default: the current one)"
+    )
     me.add_argument("--file", help="run on this existing file instead (reads only)")
     me.add_argument(
         "--allow-overwrite",
@@ -182,9 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
     me.add_argument(
         "--bench",
-        help="with --microbench: only these (comma list), added to an existing dataset",
+        help="with --microbench: only these (comma list), added to an existing dataset "
+        "(implies --append)",
     )
     me.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
+    me.add_argument(
+        "--append",
+        action="store_true",
+        help="add the runs to the existing dataset --out (earlier runs and provenance stay)",
+    )
     pl = sub.add_parser(
         "plot",
         help="draw a figure of a sweep table",
@@ -273,24 +293,17 @@ def _format(a: argparse.Namespace) -> str:
         return str(a.format)
     if a.out:
         ext = Path(a.out).suffix.lower()
-        return {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(ext, "table")
+        fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(ext, "table")
+        if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+            raise ConfigError(f"--out {a.out}: Parquet needs pyarrow: pip install 'vsim[parquet]'")
+        return fmt
     return "table"
 
 
 def _check_writable(path: str | None) -> None:
-    """Fail before any work when --out cannot be written."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"--out {path}: is a directory")
-    if not p.parent.exists():
-        raise ConfigError(f"--out {path}: directory {p.parent} does not exist")
-    try:
-        with open(p, "a"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"--out {path}: cannot write ({e.strerror})") from None
+    """Fail before any work when --out cannot be written (nothing is created)."""
+    if path is not None:
+        check_file(path)
 
 
 def _render(df: pd.DataFrame, fmt: str) -> str:
@@ -310,9 +323,10 @@ def _emit(text: str | None, df: pd.DataFrame | None, a: argparse.Namespace, fmt:
     try:
         if fmt == "parquet":
             assert df is not None
-            df.to_parquet(a.out, index=False)
+            frame = df
+            write_atomic(a.out, lambda tmp: frame.to_parquet(tmp, index=False))
         else:
-            Path(a.out).write_text(text or "")
+            write_atomic(a.out, text or "")
     except (OSError, ImportError, ValueError) as e:
         sys.stdout.write(text if text is not None else _render(df, "csv") if df is not None else "")
         raise ConfigError(f"--out {a.out}: cannot write ({e}); result printed instead") from None
@@ -336,6 +350,18 @@ def cmd_run(a: argparse.Namespace) -> None:
     df = pd.DataFrame(res.rows())
     text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
     _emit(text if fmt != "parquet" else None, df, a, fmt)
+    _note_tag_wait(df)
+
+
+def _note_tag_wait(df: pd.DataFrame) -> None:
+    """Say when I/Os waited in the guest for a tag (iodepth x numjobs above the queue)."""
+    if "tag_wait_mean_us" in df.columns and (df["tag_wait_mean_us"] > 0).any():
+        print(
+            "note: iodepth x numjobs exceeds the virtqueue's size in some points: the I/Os "
+            "beyond it waited in the guest for a tag (io_submit sleeps; column "
+            "tag_wait_mean_us, counted in slat)",
+            file=sys.stderr,
+        )
 
 
 def _is_table_file(path: str) -> bool:
@@ -355,8 +381,8 @@ def cmd_sweep(a: argparse.Namespace) -> None:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
     base = Scenario(workload=_workload(a), profile=a.profile)
     factors: dict[str, list[Any]] = {
-        "design": _names(a.design),
-        "rw": _names(a.rw),
+        "design": _names(a.design, "--design"),
+        "rw": _names(a.rw, "--rw"),
         "bs": _sizes(a.bs),
         "iodepth": _ints(a.iodepth),
     }
@@ -379,29 +405,32 @@ def cmd_sweep(a: argparse.Namespace) -> None:
         )
     df = res.to_dataframe()
     if workspace is not None:
-        (Path(workspace) / "results.csv").write_text(_render(df, "csv"))
+        write_atomic(Path(workspace) / "results.csv", _render(df, "csv"))
         print(
             f"wrote {workspace}/results.csv ({res.resumed} of {len(points)} points resumed)",
             file=sys.stderr,
         )
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
+    _note_tag_wait(df)
 
 
 def cmd_measure(a: argparse.Namespace) -> None:
     """`vsim measure`: a campaign on the real path."""
     import datetime as dt
 
-    from vsim.measure import Campaign, measure, measure_fio, measure_microbench
+    from vsim.measure import Campaign, check_dataset, measure, measure_fio, measure_microbench
+    from vsim.reference.storage import check_directory
 
     cpus = _ints(a.cpus) if a.cpus else []
     if a.file is not None and a.dir is not None:
         raise ConfigError("give --dir (scratch file) or --file (existing file), not both")
-    for name, path in (("--dir", a.dir), ("--file", a.file)):
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"{name} {path}: does not exist")
+    if a.dir is not None:
+        check_directory(a.dir)
+    if a.file is not None and not Path(a.file).exists():
+        raise ConfigError(f"--file {a.file}: does not exist")
     c = Campaign(
-        designs=tuple(_names(a.design)),
-        rws=tuple(_names(a.rw)),
+        designs=tuple(_names(a.design, "--design")),
+        rws=tuple(_names(a.rw, "--rw")),
         bss=tuple(_sizes(a.bs)),
         iodepths=tuple(_ints(a.iodepth)),
         runtime=a.runtime,
@@ -420,23 +449,28 @@ def cmd_measure(a: argparse.Namespace) -> None:
     c.workloads()  # bad rw / bs / iodepth fail before any run
     if a.bench is not None and not a.microbench:
         raise ConfigError("--bench needs --microbench")
-    benches = _names(a.bench) if a.bench is not None else None
+    benches = _names(a.bench, "--bench") if a.bench is not None else None
     if benches is not None:  # before any directory is made
         from vsim.reference.microbench import check_names
 
         check_names(benches)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(a.out or f"vsim-measure-{stamp}")
-    _check_dir_writable(str(out))
+    check_dir(out)
+    check_dataset(
+        out,
+        "microbench" if a.microbench else "fio" if a.fio else "runs",
+        append=a.append or benches is not None,
+    )
 
     runs = c.repeat * len(c.workloads()) if a.fio else len(c.plan())  # fio: no designs
     with Progress(runs, "vsim measure", enabled=None if not a.microbench else False) as progress:
         if a.microbench:
-            df = measure_microbench(c, out, names=benches)
+            df = measure_microbench(c, out, names=benches, append=a.append)
         elif a.fio:
-            df = measure_fio(c, out, progress=progress)
+            df = measure_fio(c, out, progress=progress, append=a.append)
         else:
-            df = measure(c, out, progress=progress)
+            df = measure(c, out, progress=progress, append=a.append)
     sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.1f}") + "\n")
     print(f"wrote {out}", file=sys.stderr)
 
@@ -451,8 +485,8 @@ def cmd_plot(a: argparse.Namespace) -> None:
         raise ConfigError(f"--out {out}: a plot is a .png or .svg file")
     _check_writable(out)
     df = load_table(a.results)
+    measured = _measured_points(a.measured, df)
     results = resimulate(df) if a.kind in ("cdf", "breakdown") else None
-    measured = _measured_points(a.measured)
     fig = plot_kind(a.kind, df, results=results, measured=measured, title=a.title)
     save(fig, out)
     print(f"wrote {out}", file=sys.stderr)
@@ -466,17 +500,19 @@ def cmd_report(a: argparse.Namespace) -> None:
         raise ConfigError(f"--out {a.out}: a report is a .html or .md file")
     _check_writable(a.out)
     df = load_table(a.results)
+    measured = _measured_points(a.measured, df)
     results = None if a.no_resimulate else resimulate(df)
-    write_report(df, a.out, results=results, measured=_measured_points(a.measured), title=a.title)
+    write_report(df, a.out, results=results, measured=measured, title=a.title)
     print(f"wrote {a.out}", file=sys.stderr)
 
 
-def _measured_points(path: str | None) -> Any:
+def _measured_points(path: str | None, df: pd.DataFrame) -> Any:
     if path is None:
         return None
     from vsim.measured import load_measured
+    from vsim.report import matching_measured
 
-    return load_measured(path).points
+    return matching_measured(df, load_measured(path).points, f"--measured {path}")
 
 
 def use_rule(text: str | None) -> Any:
@@ -549,7 +585,7 @@ def cmd_validate(a: argparse.Namespace) -> None:
     from vsim.validate import validate
 
     if a.report is not None:
-        _check_dir_writable(a.report)
+        check_dir(a.report, "--report")
     src = a.measured[0] if len(a.measured) == 1 else a.measured
     measured = load_measured(src, manifest=a.manifest)
     v = validate(a.profile, measured, seed=a.seed, ios=a.ios, used_for_calibration=use_rule(a.use))
@@ -560,17 +596,6 @@ def cmd_validate(a: argparse.Namespace) -> None:
         except OSError as e:
             raise ConfigError(f"--report {a.report}: cannot write ({e.strerror})") from None
         print(f"wrote {len(written)} files to {a.report}", file=sys.stderr)
-
-
-def _check_dir_writable(path: str) -> None:
-    """Fail before any work when a report directory cannot be created or written."""
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot create ({e.strerror})") from None
-    if not p.is_dir() or not os.access(p, os.W_OK):
-        raise ConfigError(f"{path}: not a writable directory")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

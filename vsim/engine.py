@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -15,14 +16,14 @@ from vsim.models.backends import Backend
 from vsim.models.cpu import Cpu, Lock, Notifier, Thread
 from vsim.models.disk import build_disk
 from vsim.models.dists import sampler
-from vsim.models.guest import FioJob, Vcpu
+from vsim.models.guest import FioJob, TagWait, Vcpu
 from vsim.models.monitor import Registry
 from vsim.models.placement import placer
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.precision import BATCHES, batch_means, mser5, rate_interval
 from vsim.profile import CPU_LATENCIES, Profile, load_profile
-from vsim.recorder import Recorder
+from vsim.recorder import BYTES_PER_IO, Recorder
 from vsim.results import Result
 from vsim.scenario import Scenario
 
@@ -81,28 +82,26 @@ def simulate(
     """
     wall0 = time.perf_counter()
     w = scenario.workload
+    check_run_options(seed, precision, max_ios)
     fixed = w.number_ios is not None or w.runtime is not None
     if fixed and precision is not None:
         raise ConfigError("give a run length (number_ios or runtime) or a precision, not both")
-    if precision is not None and not 0 < precision < 1:
-        raise ConfigError(f"precision must be within (0, 1), got {precision}")
-    if max_ios < 1:
-        raise ConfigError(f"max_ios must be >= 1, got {max_ios}")
+    if w.number_ios is not None:
+        check_capacity(w.number_ios * w.numjobs, "number_ios x numjobs")
     m = _Model(scenario, seed, profile, rep)
     rec = m.rec
     population = w.iodepth * w.numjobs
-    if w.runtime is not None:
-        m.env.timeout(m.warm_end + w.runtime * 1e6).callbacks.append(lambda _e: rec.finish())
-        m.env.run(until=rec.stop)
-        measured = m.measured()
-    elif w.number_ios is not None:
-        rec.rearm(w.number_ios * w.numjobs)
+    if fixed:  # number_ios, runtime, or both: whichever comes first (fio's rule)
+        if w.runtime is not None:
+            m.env.timeout(m.warm_end + w.runtime * 1e6).callbacks.append(lambda _e: rec.finish())
+        if w.number_ios is not None:
+            rec.rearm(w.number_ios * w.numjobs)
         m.env.run(until=rec.stop)
         measured = m.measured()
     else:
         goal = precision if precision is not None else DEFAULT_PRECISION
         if m.warm_end == 0:
-            m.pilot(max(PILOT_IOS, PILOT_PER_IO * population), max_ios)
+            m.pilot(min(max(PILOT_IOS, PILOT_PER_IO * population), max_ios), max_ios)
         target = min(max(MIN_IOS, BATCHES * PILOT_PER_IO * population), max_ios)
         while True:
             rec.rearm(target)
@@ -115,6 +114,28 @@ def simulate(
             grow = min(max((worst / goal) ** 2 * GROW_MARGIN, GROW_MIN), GROW_MAX)
             target = min(int(rec.count * grow), max_ios)
     return m.result(measured, time.perf_counter() - wall0)
+
+
+def check_run_options(seed: int, precision: float | None, max_ios: int) -> None:
+    """Raise ConfigError for a root seed, precision or I/O cap that no run can take."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+    if precision is not None and not 0 < precision < 1:
+        raise ConfigError(f"precision must be within (0, 1), got {precision}")
+    if max_ios < 1:
+        raise ConfigError(f"max_ios must be >= 1, got {max_ios}")
+    check_capacity(max_ios, "max_ios")
+
+
+def check_capacity(n_ios: int, what: str) -> None:
+    """Raise ConfigError when the records of n_ios I/Os cannot fit in this machine's memory."""
+    need = n_ios * BYTES_PER_IO
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(
+            f"{what} = {n_ios} I/Os need {need / 2**30:.3g} GiB of per-I/O records "
+            f"({BYTES_PER_IO} bytes each), more than this machine's {have / 2**30:.3g} GiB"
+        )
 
 
 class _Measured:
@@ -178,10 +199,12 @@ class _Model:
         active = stats.level("guest.active")
         jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
         self.vcpus = []
+        tags = TagWait(stats.level("guest.tag_wait"))
         for i, at in enumerate(guest_at):
             t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
             mine = jobs[i :: prof.guest_vcpus]
-            self.vcpus.append(Vcpu(t, mine, vq, kick, irq if i == 0 else None, costs, rec.record))
+            irq_i = irq if i == 0 else None
+            self.vcpus.append(Vcpu(t, mine, vq, kick, irq_i, costs, rec.record, tags))
         procs = list(zip(self.threads, self.backend.processes(), strict=True))
         procs += [(v.thread, v.run()) for v in self.vcpus]
         # The scheduler's placement, first: the threads start where its first pattern puts them.

@@ -19,6 +19,7 @@ from matplotlib.ticker import (
 
 from vsim.breakdown import breakdown
 from vsim.errors import ConfigError
+from vsim.outputs import write_atomic
 from vsim.plot_breakdown import plot_breakdown
 from vsim.plot_cdf import cdf_samples, plot_cdf
 from vsim.plot_style import (
@@ -369,5 +370,8 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     meta: dict[str, str | None] = {"Date": None} if ext == ".svg" else {"Software": None}
     rc: Any = {"svg.hashsalt": "vsim", "svg.fonttype": "path"}
     with mpl.rc_context(rc):
-        fig.savefig(p, dpi=dpi, metadata=meta, facecolor="white")
+        write_atomic(
+            p,
+            lambda tmp: fig.savefig(tmp, format=ext[1:], dpi=dpi, metadata=meta, facecolor="white"),
+        )
     return p

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vsim.errors import ProfileError
-from vsim.models.dists import Dist, dist_from_dict
+from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys, dist_from_dict
 from vsim.models.placement import Placement, parse_pattern
 
 SCHEMA = "vsim-profile/1"
@@ -161,6 +161,7 @@ def scalar(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> 
     t = data.get(key)
     if not isinstance(t, dict) or "value" not in t:
         raise ProfileError(f"{path}: expected a table with value, provenance and source")
+    check_keys(t, ("value", *PROVENANCE_KEYS), path)
     v = t["value"]
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise ProfileError(f"{path}.value: expected a number, got {v!r}")
@@ -178,14 +179,30 @@ def dist(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> Di
     return d
 
 
+# The top-level keys and [cpu] entries a profile may hold ([fit] in a base profile for
+# `vsim calibrate --fit`, [fit_report] in what it writes).
+TOP_KEYS = ("schema", "name", "description", "cpu", "device", "costs", "disk", "fit", "fit_report")
+CPU_KEYS = (
+    "host_cpus",
+    "guest_vcpus",
+    "guest_halt_poll_us",
+    "backend_lock",
+    "wake_preempt",
+    "placement",
+    *CPU_LATENCIES,
+)
+
+
 def _parse(data: dict[str, Any], source: str) -> Profile:
     if data.get("schema") != SCHEMA:
         raise ProfileError(f"schema: expected {SCHEMA!r}, got {data.get('schema')!r}")
+    check_keys(data, TOP_KEYS, "")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ProfileError("name: missing profile name")
     prov: dict[str, str] = {}
     cpu_t = _table(data, "cpu", "")
+    check_keys(cpu_t, CPU_KEYS, "cpu")
     host_cpus = scalar(cpu_t, "host_cpus", "cpu", prov)
     vcpus = scalar(cpu_t, "guest_vcpus", "cpu", prov)
     for key, v in (("host_cpus", host_cpus), ("guest_vcpus", vcpus)):
@@ -204,6 +221,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
     placement = _placement(cpu_t, int(host_cpus), int(vcpus), prov)
     cpu = {k: dist(cpu_t, k, "cpu", prov) for k in CPU_LATENCIES}
     dev_t = _table(data, "device", "")
+    check_keys(dev_t, ("queue_size",), "device")
     qsize = scalar(dev_t, "queue_size", "device", prov)
     if qsize < 1 or qsize != int(qsize) or int(qsize) & (int(qsize) - 1):
         raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
@@ -219,6 +237,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         if "dist" in t:
             costs[op] = {"any": dist(costs_t, op, "costs", prov)}
         elif op in HOST_OPS and "user" in t and "kernel" in t:
+            check_keys(t, ("user", "kernel"), f"costs.{op}")
             costs[op] = {c: dist(t, c, f"costs.{op}", prov) for c in ("user", "kernel")}
         else:
             raise ProfileError(f"costs.{op}: expected a distribution or user and kernel variants")
@@ -257,6 +276,7 @@ def _placement(
     path = "cpu.placement"
     if not isinstance(t, dict):
         raise ProfileError(f"{path}: expected a table with epoch_us, patterns and provenance")
+    check_keys(t, ("epoch_us", "patterns", *PROVENANCE_KEYS), path)
     epoch = t.get("epoch_us")
     if isinstance(epoch, bool) or not isinstance(epoch, int | float) or not epoch > 0:
         raise ProfileError(f"{path}.epoch_us: expected a number > 0, got {epoch!r}")

@@ -19,6 +19,7 @@ import vsim
 from vsim.breakdown import SEGMENT_LABELS, SEGMENT_NAMES, SEGMENTS, breakdown
 from vsim.engine import simulate
 from vsim.errors import ConfigError
+from vsim.outputs import write_atomic
 from vsim.plots import cdf_samples, plot_breakdown, plot_cdf, plot_iops, plot_latency, save
 from vsim.results import Result
 from vsim.scenario import Scenario, Workload, design
@@ -60,23 +61,61 @@ def load_table(path: str | Path) -> pd.DataFrame:
     """A sweep table written by `vsim sweep --out` (.csv, .parquet or .json records)."""
     p = Path(path)
     ext = p.suffix.lower()
+    if ext not in (".csv", ".parquet", ".json"):
+        raise ConfigError(f"cannot read {p.name!r}: use a .csv, .parquet or .json sweep table")
     try:
         if ext == ".csv":
-            return pd.read_csv(p)
-        if ext == ".parquet":
-            return pd.read_parquet(p)
-        if ext == ".json":
+            df = pd.read_csv(p)
+        elif ext == ".parquet":
+            df = pd.read_parquet(p)
+        else:
             doc = json.loads(p.read_text())
-            if isinstance(doc, list):
-                return pd.DataFrame(doc)
-            raise ConfigError(f"{p}: expected a JSON list of rows (vsim sweep --format json)")
+            if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+                raise ConfigError(f"{p}: expected a JSON list of rows (vsim sweep --format json)")
+            df = pd.DataFrame(doc)
     except FileNotFoundError:
         raise ConfigError(f"no such file {p}") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"cannot read {p}: {e}") from None
-    raise ConfigError(f"cannot read {p.name!r}: use a .csv, .parquet or .json sweep table")
+    _check_table(df, p)
+    return df
+
+
+def _check_table(df: pd.DataFrame, p: Path) -> None:
+    """A sweep table has rows, and numbers in its numeric columns."""
+    if len(df) == 0:
+        raise ConfigError(f"{p}: no rows (expected a sweep table from vsim sweep --out)")
+    for col in df.columns:
+        numeric = col in _NUMERIC or str(col).endswith(("_us", "_pct"))
+        if not numeric or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col][values.isna() & df[col].notna()]
+        if len(bad):
+            raise ConfigError(f"{p}: column {col} holds {bad.iloc[0]!r}, not a number")
+        df[col] = values
+
+
+_NUMERIC = ("bs", "iodepth", "numjobs", "seed", "ios", "iops", "bw_kib_s", "events")
+MATCH_KEYS = ("design", "rw", "dir", "bs", "iodepth")
+
+
+def matching_measured(sweep_df: pd.DataFrame, measured: pd.DataFrame, what: str) -> pd.DataFrame:
+    """The measured points that share a point (design, rw, dir, bs, iodepth) with the sweep; a
+    dataset that matches none is an error (it would be drawn nowhere, silently)."""
+    keys = [k for k in MATCH_KEYS if k in sweep_df.columns and k in measured.columns]
+    if not keys:
+        return measured
+    swept = set(sweep_df[keys].itertuples(index=False, name=None))
+    hit = [tuple(r) in swept for r in measured[keys].itertuples(index=False, name=None)]
+    if not any(hit):
+        raise ConfigError(
+            f"{what}: none of its {len(measured)} measured rows matches a point of the sweep "
+            f"(compared on {', '.join(keys)})"
+        )
+    return measured
 
 
 def resimulate(df: pd.DataFrame, *, number_ios: int | None = None) -> list[Result]:
@@ -307,5 +346,5 @@ def write_report(
     meta = f"{_describe(sweep_df)}. vsim {vsim.__version__}."
     secs = _sections(sweep_df, results, measured)
     text = _render_md(title, meta, secs, out) if ext == ".md" else _render_html(title, meta, secs)
-    out.write_text(text, encoding="utf-8")
+    write_atomic(out, text)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -10,6 +11,10 @@ from vsim.errors import ConfigError
 
 RW_MODES = ("read", "write", "randread", "randwrite", "rw", "readwrite", "randrw")
 SECTOR = 512
+MAX_JOBS = 4096  # fio's FIO_MAX_JOBS (os/os.h): the most jobs one fio run may have
+# Linux AIO's default event limit (fs/aio.c aio_max_nr = 0x10000): io_setup(2) refuses a larger
+# context with EAGAIN, so fio's libaio engine cannot keep more I/Os in flight per job.
+MAX_IODEPTH = 65536
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -30,7 +35,8 @@ class Workload:
     """A fio job as the guest runs it; field names are fio's.
 
     Run length is ``number_ios`` (I/Os counted after warm-up, per job) or ``runtime`` (simulated
-    seconds after warm-up); ``ramp_time`` (seconds) is excluded from statistics as in fio.
+    seconds after warm-up), whichever comes first when both are given (as in fio);
+    ``ramp_time`` (seconds) is excluded from statistics as in fio.
     """
 
     rw: str = "randread"
@@ -50,16 +56,25 @@ class Workload:
             raise ConfigError(f"bs must be a positive multiple of {SECTOR} bytes, got {self.bs}")
         if self.iodepth < 1:
             raise ConfigError(f"iodepth must be >= 1, got {self.iodepth}")
-        if self.numjobs < 1:
-            raise ConfigError(f"numjobs must be >= 1, got {self.numjobs}")
+        if self.iodepth > MAX_IODEPTH:
+            raise ConfigError(
+                f"iodepth must be <= {MAX_IODEPTH} (Linux AIO's default aio-max-nr: io_setup "
+                f"refuses more), got {self.iodepth}"
+            )
+        if not 1 <= self.numjobs <= MAX_JOBS:
+            raise ConfigError(
+                f"numjobs must be within 1..{MAX_JOBS} (fio's limit), got {self.numjobs}"
+            )
         if not 0 <= self.rwmixread <= 100:
             raise ConfigError(f"rwmixread must be within 0..100, got {self.rwmixread}")
         if self.number_ios is not None and self.number_ios < 1:
             raise ConfigError(f"number_ios must be >= 1, got {self.number_ios}")
-        if self.runtime is not None and not self.runtime > 0:
-            raise ConfigError(f"runtime must be > 0 seconds, got {self.runtime}")
-        if self.ramp_time < 0:
-            raise ConfigError(f"ramp_time must be >= 0 seconds, got {self.ramp_time}")
+        if self.runtime is not None and not 0 < self.runtime < math.inf:
+            raise ConfigError(f"runtime must be a finite number > 0 seconds, got {self.runtime}")
+        if not 0 <= self.ramp_time < math.inf:
+            raise ConfigError(
+                f"ramp_time must be a finite number >= 0 seconds, got {self.ramp_time}"
+            )
         if self.size < self.bs or self.size % SECTOR:
             raise ConfigError(f"size must be a multiple of {SECTOR} and >= bs, got {self.size}")
 
@@ -115,8 +130,10 @@ class Design:
             raise ConfigError(f"design {self.name!r}: context must be user or kernel")
         if self.signal not in ("per-completion", "batched"):
             raise ConfigError(f"design {self.name!r}: signal must be per-completion or batched")
-        if self.poll_us < 0:
-            raise ConfigError(f"design {self.name!r}: poll_us must be >= 0, got {self.poll_us}")
+        if not 0 <= self.poll_us < math.inf:
+            raise ConfigError(
+                f"design {self.name!r}: poll_us must be a finite number >= 0, got {self.poll_us}"
+            )
         if self.cpus is not None and len(self.cpus) != self.threads:
             raise ConfigError(
                 f"design {self.name!r}: cpus needs one entry per thread ({self.threads})"

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from vsim.demands import mva_point
-from vsim.engine import DEFAULT_MAX_IOS, simulate
+from vsim.engine import DEFAULT_MAX_IOS, check_run_options, simulate
 from vsim.errors import ConfigError
 from vsim.executors import run_unordered
 from vsim.profile import Profile, load_profile, profile_digest
@@ -118,6 +118,7 @@ def run_points(
     """
     if method not in ("des", "mva"):
         raise ConfigError(f"unknown method {method!r} (des or mva)")
+    check_run_options(seed, precision, max_ios)  # before any worker starts
     profiles: dict[str, Profile] = {}
     digests: dict[str, str] = {}
     for s in scenarios:

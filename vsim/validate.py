@@ -18,6 +18,7 @@ from vsim.engine import simulate
 from vsim.errors import ConfigError
 from vsim.fio import bins_from_ns, latency_summary, percentile_key, sample_from_bins
 from vsim.measured import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
+from vsim.outputs import made_dirs, write_atomic
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Scenario, Workload, design
@@ -216,23 +217,22 @@ class Validation:
 
     def write_report(self, directory: str | Path) -> list[Path]:
         """Write report.md, table.csv, gains.csv, headline.csv, measured.csv and PNG plots."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, df in (
-            ("table", self.table),
-            ("gains", self.gains),
-            ("headline", self.headline),
-            ("measured", self.measured.points),
-        ):
-            path = out / f"{name}.csv"
-            df.to_csv(path, index=False, lineterminator="\n")
-            written.append(path)
         from vsim.validation_report import plots as draw
 
-        plots = draw(self, out)
-        report = out / "report.md"
-        report.write_text(self.to_markdown([p.name for p in plots]), encoding="utf-8")
+        written = []
+        with made_dirs(directory) as out:
+            for name, df in (
+                ("table", self.table),
+                ("gains", self.gains),
+                ("headline", self.headline),
+                ("measured", self.measured.points),
+            ):
+                path = out / f"{name}.csv"
+                write_atomic(path, df.to_csv(index=False, lineterminator="\n"))
+                written.append(path)
+            plots = draw(self, out)
+            report = out / "report.md"
+            write_atomic(report, self.to_markdown([p.name for p in plots]))
         return [report, *written, *plots]
 
 
@@ -262,6 +262,8 @@ def validate(
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     name = prof.name if isinstance(profile, Profile) else str(profile)
     pts = measured.points
+    if used_for_calibration is not None and not _rule_mask(pts, used_for_calibration).any():
+        raise ConfigError(f"--use {rule_text(used_for_calibration)} matches no measured point")
     cache: dict[tuple[str, Workload], Result] = {}
     rows: list[dict[str, Any]] = []
     predicted: dict[int, Result] = {}
@@ -314,6 +316,13 @@ def _order(key: tuple[Any, ...]) -> tuple[Any, ...]:
         rank,
         point["iodepth"],
     )
+
+
+def rule_text(rule: CalibrationRule) -> str:
+    """A calibration rule as the command line writes it (iodepth=1,8 or the query)."""
+    if isinstance(rule, str):
+        return repr(rule)
+    return ";".join(f"{k}={','.join(str(v) for v in vals)}" for k, vals in rule.items())
 
 
 def _rule_mask(table: pd.DataFrame, rule: CalibrationRule) -> pd.Series:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vsim.measured import LATENCY_KINDS
+from vsim.outputs import write_atomic
 from vsim.scenario import DESIGNS
 from vsim.validate import BASELINE, CONTENDER
 
@@ -311,7 +312,7 @@ def plots(v: Validation, out: Path) -> list[Path]:
                 " and predicted (dashed)"
             )
             path = out / fname
-            fig.savefig(path, dpi=90, metadata={"Software": None})
+            _save(fig, path)
             written.append(path)
         written += _cdf_plots(v, out, panels, colors)
     return written
@@ -360,6 +361,12 @@ def _cdf_plots(
             )
             slug = re.sub(r"[^A-Za-z0-9]+", "-", _panel_title(key)).strip("-")
             path = out / f"cdf-{kind}-{slug}.png"
-            fig.savefig(path, dpi=90, metadata={"Software": None})
+            _save(fig, path)
             written.append(path)
     return written
+
+
+def _save(fig: Any, path: Path) -> None:
+    write_atomic(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
+    )

@@ -12,7 +12,7 @@ import numpy as np
 import simpy
 
 from vsim.errors import ProfileError
-from vsim.models.dists import Dist, Sampler, sampler
+from vsim.models.dists import Dist, Sampler, check_keys, sampler
 from vsim.models.monitor import Registry
 
 DISK_MODELS = ("fixed", "empirical", "parallel", "hdd")
@@ -64,6 +64,8 @@ def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
     model = t.get("model")
     if model not in DISK_MODELS:
         raise ProfileError(f"disk.model: expected one of {', '.join(DISK_MODELS)}, got {model!r}")
+    params = [p.split(" ")[0].split(".")[0] for p in DISK_PARAMS[model]]
+    check_keys(t, ("model", "completion", *params), "disk")
     out: dict[str, Any] = {"model": model, **_parse_model(model, t, prov)}
     if "completion" in t:
         out["completion"] = dist(t, "completion", "disk", prov)
@@ -189,7 +191,10 @@ class ServiceTimes:
         for key in (f"{d}_{size}", d, "any"):
             if key in s:
                 return s[key]
-        raise ProfileError(f"disk.service: no distribution for {d}")
+        raise ProfileError(
+            f"disk.service has no distribution for {d}s of bs={size} (it has "
+            f"{', '.join(sorted(s))}): calibrate at this block size, or add disk.service.{d}"
+        )
 
 
 class HddTimes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +127,35 @@ def _num(spec: dict[str, Any], key: str, where: str, *, positive: bool = False) 
     return float(v)
 
 
+# The parameters of each distribution's table (beside dist and its provenance and source).
+DIST_PARAMS = {
+    "fixed": ("value_us",),
+    "exponential": ("mean_us",),
+    "uniform": ("low_us", "high_us"),
+    "lognormal": ("mean_us", "cv"),
+    "gamma": ("mean_us", "cv"),
+    "empirical": ("levels", "quantiles_us"),
+}
+PROVENANCE_KEYS = ("provenance", "source")
+
+
+def check_keys(table: dict[str, Any], allowed: Iterable[str], where: str) -> None:
+    """Raise ProfileError naming the first key of `table` that is not `allowed` (a typo such
+    as ``wake_premept`` must not silently turn a model part off)."""
+    known = set(allowed)
+    unknown = sorted(k for k in table if k not in known)
+    if unknown:
+        path = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ProfileError(f"{path}: unknown key (expected one of {', '.join(sorted(known))})")
+
+
 def dist_from_dict(spec: Any, where: str) -> Dist:
     """Build a Dist from its profile-file table; `where` names the key in error messages."""
     if not isinstance(spec, dict) or "dist" not in spec:
         raise ProfileError(f"{where}: expected a table with a 'dist' key")
     kind = spec["dist"]
+    if isinstance(kind, str) and kind in DIST_PARAMS:
+        check_keys(spec, ("dist", *DIST_PARAMS[kind], *PROVENANCE_KEYS), where)
     if kind == "fixed":
         return Dist.fixed(_num(spec, "value_us", where))
     if kind == "exponential":

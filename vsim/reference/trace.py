@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,24 +176,31 @@ class RunRecord:
     def load(cls, path: str | Path) -> RunRecord:
         """Read a trace written by ``save``."""
         path = Path(path)
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+        try:
+            if path.suffix == ".parquet":
+                import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
-            header = json.loads(table.schema.metadata[b"vsim"])
-            cols = {name: table.column(name).to_numpy() for name in table.column_names}
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(str(z["__header__"]))
-                cols = {name: z[name] for name in z.files if name != "__header__"}
-        if header.get("format") != _FORMAT:
-            raise ConfigError(f"{path} is not a vsim reference trace")
-        return cls(
-            **{name: cols[name] for name in _COLUMNS},
-            stages={name: cols[name] for name in STAGES},
-            thread_names=tuple(header["thread_names"]),
-            start_ns=int(header["start_ns"]),
-            end_ns=int(header["end_ns"]),
-            counters=dict(header["counters"]),
-            meta=dict(header["meta"]),
-        )
+                table = pq.read_table(path)
+                header = json.loads(table.schema.metadata[b"vsim"])
+                cols = {name: table.column(name).to_numpy() for name in table.column_names}
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    header = json.loads(str(z["__header__"]))
+                    cols = {name: z[name] for name in z.files if name != "__header__"}
+            if not isinstance(header, dict) or header.get("format") != _FORMAT:
+                raise ConfigError(f"{path} is not a vsim reference trace")
+            return cls(
+                **{name: cols[name] for name in _COLUMNS},
+                stages={name: cols[name] for name in STAGES},
+                thread_names=tuple(header["thread_names"]),
+                start_ns=int(header["start_ns"]),
+                end_ns=int(header["end_ns"]),
+                counters=dict(header["counters"]),
+                meta=dict(header["meta"]),
+            )
+        except ConfigError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise ConfigError(
+                f"{path}: not a readable vsim trace ({type(e).__name__}: {e})"
+            ) from None
