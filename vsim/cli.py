@@ -19,6 +19,7 @@ from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
 from vsim.executors import default_jobs
 from vsim.outputs import check_dir, check_file, write_atomic
+from vsim.processes import Terminated, sigterm_raises
 from vsim.progress import Progress
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
@@ -600,6 +601,15 @@ def cmd_validate(a: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for bad input, with one line on stderr)."""
+    try:
+        with sigterm_raises():
+            return _main(argv)
+    except Terminated:
+        print("vsim: terminated", file=sys.stderr)
+        return 143
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
         commands = {

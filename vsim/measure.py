@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -279,8 +280,8 @@ def measure(
         first = _first_repeats(pts, ["design", "rw", "bs", "iodepth"])
     plan = c.plan()
     prov = _provenance_name(out)
-    with made_dirs(out):
-        runs_dir, traces = out / "runs", out / "traces"
+    runs_dir, traces = out / "runs", out / "traces"
+    with contextlib.ExitStack() as made:  # the dataset's directories come with its first run
         for i, (rep, w, dname) in enumerate(plan):
             d = design(dname)
             cpus = None
@@ -300,7 +301,8 @@ def measure(
             )
             r = first.get((dname, w.rw, w.bs, w.iodepth), 0) + rep
             name = run_name(r, w, dname)
-            runs_dir.mkdir(exist_ok=True)
+            if i == 0:
+                made.enter_context(made_dirs(runs_dir))
             doc = record_fio_json(rec, w, dname, c.engine)
             write_atomic(runs_dir / f"{name}.json", json.dumps(doc, indent=1))
             if c.trace_ios != 0:
@@ -445,7 +447,7 @@ def measure_fio(
     try:
         if c.file is None:
             scratch = create_scratch(c.directory, c.size)
-        with made_dirs(fio_dir):
+        with contextlib.ExitStack() as made:  # fio/ comes with its first run
             for i, (rep, w) in enumerate(plan):
                 target = scratch if scratch is not None else open_for(w)
                 try:
@@ -459,6 +461,8 @@ def measure_fio(
                 jobs = read_fio_json(text)
                 if len(jobs) != 1:
                     raise FioFormatError(f"fio printed {len(jobs)} jobs, expected 1")
+                if i == 0:
+                    made.enter_context(made_dirs(fio_dir))
                 write_atomic(fio_dir / f"{name}.json", text)
                 rows += [{**row, "repeat": r} for row in fio_rows(jobs[0], f"fio/{name}.json")]
                 df = pd.DataFrame(rows, columns=FIO_RUN_COLUMNS)

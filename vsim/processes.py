@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -25,8 +27,10 @@ def die_with_parent() -> None:
 
 def child_init() -> None:
     """Set up a Python child process: it dies with its parent and leaves Ctrl-C to it (the
-    parent stops its children, so they print no traceback of their own)."""
+    parent stops its children, so they print no traceback of their own); SIGTERM ends it at
+    once, whatever handler the parent had."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent()
 
 
@@ -39,3 +43,26 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that its cleanup runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block (in the main thread), SIGTERM raises Terminated instead of ending the
+    process on the spot: scratch files, children and half-made outputs are cleaned up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
