@@ -100,6 +100,11 @@ def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type:
         (["--dir", "/nonexistent-vsim-dir"], "does not exist"),
         (["--repeat", "0"], "--repeat"),
         (["--iodepth", "0"], "iodepth"),
+        (["--trace-ios", "-1"], "--trace-ios must be >= 0"),
+        (["--runtime", "inf"], "--runtime must be a finite number"),
+        (["--ramp-time", "nan"], "ramp_time must be a finite number"),
+        (["--design", ","], "--design: no value given"),
+        (["--dir", "README.md"], "README.md is not a directory"),
     ],
 )
 def test_bad_measure_input(argv, message, tmp_path: Path, capsys):  # type: ignore[no-untyped-def]
@@ -119,6 +124,7 @@ def test_bad_measure_input(argv, message, tmp_path: Path, capsys):  # type: igno
     )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_tmpfs_is_refused(capsys, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -185,9 +191,14 @@ def test_fio_baseline(disk_dir: Path):
 
 
 def test_fio_command_speaks_fio():
-    cmd = fio_command(Workload(rw="randrw", bs=512, iodepth=3, rwmixread=70), Path("f"), 2.0)
+    w = Workload(rw="randrw", bs=512, iodepth=3, rwmixread=70)
+    cmd = fio_command(w, "/proc/self/fd/7", 2.0, 1 << 20)
     assert "--rw=randrw" in cmd and "--bs=512" in cmd and "--iodepth=3" in cmd
     assert "--rwmixread=70" in cmd and "--output-format=json+" in cmd and "--direct=1" in cmd
+    assert "--filename=/proc/self/fd/7" in cmd and "--size=1048576" in cmd
+    # fio may never create or lay out a file, runs as one thread, and guards reads itself
+    assert "--allow_file_create=0" in cmd and "--thread" in cmd and "--readonly" not in cmd
+    assert "--readonly" in fio_command(Workload(rw="randread"), "f", 1.0, 1 << 20)
 
 
 def test_microbench_subset_joins_an_existing_dataset(tmp_path: Path, capsys):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import io
 import json
+import math
 import os
 import platform
 import shlex
@@ -58,8 +59,12 @@ class Campaign:
             design(d)  # unknown names fail before any run
         if self.repeat < 1:
             raise ConfigError(f"--repeat must be >= 1, got {self.repeat}")
-        if not self.runtime > 0:
-            raise ConfigError(f"--runtime must be > 0 seconds, got {self.runtime}")
+        if not 0 < self.runtime < math.inf:
+            raise ConfigError(f"--runtime must be a finite number > 0 seconds, got {self.runtime}")
+        if self.trace_ios is not None and self.trace_ios < 0:
+            raise ConfigError(f"--trace-ios must be >= 0 (0: no traces), got {self.trace_ios}")
+        if not self.designs or not self.rws or not self.bss or not self.iodepths:
+            raise ConfigError("a campaign needs at least one design, rw, bs and iodepth")
 
     def workloads(self) -> list[Workload]:
         """The grid's workloads (without the design), in measurement order."""
