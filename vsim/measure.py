@@ -410,6 +410,21 @@ def fio_version() -> str:
     ).stdout.strip()
 
 
+# The columns of a dataset's fio/runs.csv: one row per fio run and direction.
+FIO_RUN_COLUMNS = [
+    "rw",
+    "dir",
+    "bs",
+    "iodepth",
+    "repeat",
+    "iops",
+    "lat_mean_us",
+    "clat_mean_us",
+    "slat_mean_us",
+    "file",
+]
+
+
 def measure_fio(
     c: Campaign,
     out: Path,
@@ -483,20 +498,6 @@ def measure_fio(
     keys = ["rw", "dir", "bs", "iodepth"]
     summary = df.groupby(keys, sort=False)[["iops", "lat_mean_us", "clat_mean_us"]].mean()
     return summary.reset_index()
-
-
-FIO_RUN_COLUMNS = [
-    "rw",
-    "dir",
-    "bs",
-    "iodepth",
-    "repeat",
-    "iops",
-    "lat_mean_us",
-    "clat_mean_us",
-    "slat_mean_us",
-    "file",
-]
 
 
 def _fio_runs(path: Path) -> pd.DataFrame:
