@@ -135,3 +135,56 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     assert r.iops > 0
     with pytest.raises(ConfigError, match="calibration point"):
         calibrate_from_runs([ds], use={"iodepth": [64]}, name="x")
+
+
+LOCAL = Path(__file__).resolve().parent.parent / "validation" / "local"
+
+
+def _copy_local(tmp_path: Path) -> Path:
+    ds = tmp_path / "ds"
+    shutil.copytree(LOCAL, ds, ignore=shutil.ignore_patterns("report"))
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda ds: shutil.rmtree(ds), "not a directory"),
+        (lambda ds: (ds / "provenance.toml").unlink(), "no provenance.toml"),
+        (lambda ds: (ds / "provenance.toml").write_text("cores = [\n"), "provenance.toml: cannot"),
+        (  # only the microbenchmarks added later with --bench wakeup_preempt
+            lambda ds: [p.unlink() for p in (ds / "microbench").glob("*.npy")
+                        if p.stem != "wakeup_preempt"],
+            "microbenchmark eventfd missing",
+        ),
+        (
+            lambda ds: (ds / "microbench" / "eventfd.npy").write_bytes(b"\x93NUMPY"),
+            "eventfd.npy: not a readable microbenchmark sample",
+        ),
+        (  # a trace cut short (a copy interrupted, a full disk)
+            lambda ds: (ds / "traces" / "virtio-blk-randread-bs4096-qd1-r0.npz").write_bytes(
+                (LOCAL / "traces" / "virtio-blk-randread-bs4096-qd1-r0.npz").read_bytes()[:999]
+            ),
+            "not a readable vsim trace",
+        ),
+    ],
+)  # fmt: skip
+def test_calibrate_a_damaged_dataset_is_one_line(damage, message, tmp_path, capsys):  # type: ignore[no-untyped-def]
+    from vsim.cli import main
+
+    ds = _copy_local(tmp_path)
+    damage(ds)
+    out = tmp_path / "p.toml"
+    code = main(["calibrate", str(ds), "--use", "iodepth=1,8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_calibrate_use_rule_that_matches_nothing(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    from vsim.cli import main
+
+    out = tmp_path / "p.toml"
+    code = main(["calibrate", str(LOCAL), "--use", "iodepth=64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--use iodepth=64 matches none" in err and not out.exists()

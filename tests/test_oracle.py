@@ -83,3 +83,20 @@ def test_disk_is_md1(rho):  # type: ignore[no-untyped-def]
     mu = 1 / 50.0
     wq = _open_queue(Dist.fixed(50.0), rho * mu, 200_000, seed=2)
     assert wq == pytest.approx(md1_wait(rho * mu, mu), rel=0.05)
+
+
+def test_mva_benchmark_runs_without_pytest() -> None:
+    """benchmarks/mva_agreement.py runs in the README's first venv, which has no test extras."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import runpy, sys; sys.modules['pytest'] = None; "
+        "sys.argv = ['mva_agreement', '--ios', '300']; "
+        "runpy.run_module('benchmarks.mva_agreement', run_name='__main__')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "32" in r.stdout

@@ -46,6 +46,13 @@ def test_load_by_path(tmp_path: Path):
         (lambda d: d["device"]["queue_size"].update(value=100), "device.queue_size.value"),
         (lambda d: d["disk"].update(model="tape"), "disk.model"),
         (lambda d: d["costs"].update(frob=d["costs"]["pop"]), "costs.frob: unknown"),
+        # a typo must not silently turn a model part off: every unknown key is named
+        (lambda d: d["cpu"].update(wake_premept=_entry(1)), "cpu.wake_premept: unknown key"),
+        (lambda d: d.update(placment={}), "placment: unknown key"),
+        (lambda d: d["device"].update(queue_sise=_entry(8)), "device.queue_sise: unknown key"),
+        (lambda d: d["costs"]["pop"].update(mean_us=3.0), "costs.pop.mean_us: unknown key"),
+        (lambda d: d["cpu"]["host_cpus"].update(valeu=2), "cpu.host_cpus.valeu: unknown key"),
+        (lambda d: d["disk"].update(chanels=_entry(2)), "disk.chanels: unknown key"),
         (lambda d: d.update(schema="v0"), "schema"),
         (lambda d: d["cpu"].update(wake_preempt=_entry(2)), "cpu.wake_preempt.value"),
         (lambda d: d["cpu"].update(placement="x"), "cpu.placement: expected a table"),

@@ -254,7 +254,8 @@ def _microbench(dataset: Path) -> dict[str, np.ndarray]:
     out = {}
     for p in sorted(d.glob("*.npy")):
         try:
-            out[p.stem] = np.load(p, allow_pickle=False).astype(float) / 1e3
+            with open(p, "rb") as fh:
+                out[p.stem] = np.load(fh, allow_pickle=False).astype(float) / 1e3
         except (OSError, ValueError, EOFError) as e:
             raise ConfigError(f"{p}: not a readable microbenchmark sample ({e})") from None
     missing = [n for n in NEEDED_MICROBENCH if n not in out or out[n].size == 0]

@@ -184,7 +184,8 @@ class RunRecord:
                 header = json.loads(table.schema.metadata[b"vsim"])
                 cols = {name: table.column(name).to_numpy() for name in table.column_names}
             else:
-                with np.load(path, allow_pickle=False) as z:
+                # our own file object: np.load leaks its own when the zip is damaged
+                with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                     header = json.loads(str(z["__header__"]))
                     cols = {name: z[name] for name in z.files if name != "__header__"}
             if not isinstance(header, dict) or header.get("format") != _FORMAT:
