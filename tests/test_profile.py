@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vsim.errors import ProfileError
-from vsim.profile import GUEST_OPS, HOST_OPS, Profile, bundled_profiles, load_profile
+from vsim.models.syscalls import GUEST_OPS, HOST_OPS
+from vsim.profile import Profile, bundled_profiles, load_profile
 from vsim.testing import profile_dict
 
 

@@ -1,5 +1,6 @@
 """vsim: a deterministic discrete-event model of virtualized block I/O (virtio-blk vs vhost-blk)."""
 
+from vsim.__version__ import __version__
 from vsim.engine import simulate
 from vsim.errors import ConfigError, ProfileError, VsimError
 from vsim.profile import Profile, load_profile
@@ -7,7 +8,6 @@ from vsim.results import Result
 from vsim.scenario import DESIGNS, Design, Scenario, Workload, design
 from vsim.sweep import SweepResult, sweep
 
-__version__ = "0.1.0"
 __all__ = [
     "DESIGNS",
     "ConfigError",
@@ -19,6 +19,7 @@ __all__ = [
     "SweepResult",
     "VsimError",
     "Workload",
+    "__version__",
     "design",
     "load_profile",
     "simulate",

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from vsim import __version__
+from vsim.__version__ import __version__
 from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
 from vsim.executors import default_jobs

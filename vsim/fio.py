@@ -7,13 +7,13 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from vsim.__version__ import __version__
 from vsim.errors import ConfigError, FioFormatError
 from vsim.scenario import Workload, parse_size
 
@@ -48,11 +48,7 @@ FIO_PERCENTILES: tuple[float, ...] = (
 DIRECTIONS = ("read", "write", "trim")
 LATENCIES = ("slat_ns", "clat_ns", "lat_ns")
 
-try:
-    _VERSION = metadata.version("vsim")
-except metadata.PackageNotFoundError:  # running from a source tree
-    _VERSION = "0+unknown"
-FIO_VERSION = f"vsim-{_VERSION}"
+FIO_VERSION = f"vsim-{__version__}"
 
 
 def percentile_key(p: float) -> str:

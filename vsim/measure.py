@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from vsim.__version__ import __version__
 from vsim.errors import ConfigError, FioFormatError, UnavailableError
 from vsim.fio import FioJob, fio_json, read_fio_json
 from vsim.outputs import made_dirs, write_atomic
@@ -100,8 +101,6 @@ def run_name(repeat: int, w: Workload, d: str, prefix: str = "") -> str:
 
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where and how a measurement was taken."""
-    from vsim import __version__
-
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -11,45 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from vsim.errors import ProfileError
-from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys, dist_from_dict
+from vsim.models.disk import parse_disk
+from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys
+from vsim.models.params import dist, record_provenance, scalar
 from vsim.models.placement import Placement, parse_pattern
+from vsim.models.syscalls import COST_DOCS, GUEST_OPS, HOST_OPS, OPTIONAL_OPS
 
 SCHEMA = "vsim-profile/1"
-PROVENANCE_KINDS = ("measured", "fitted", "cited", "derived")
 
-# Operation costs (CPU time, microseconds) the engine charges. Host operations may have separate
-# "user" (a QEMU thread: syscalls) and "kernel" (vhost: in-kernel calls) variants.
-GUEST_OPS = ("guest_submit", "kick", "guest_irq", "guest_complete")
-# Optional costs: absent means zero (profiles from before they existed keep their meaning).
-OPTIONAL_OPS = ("guest_loop",)
-HOST_OPS = (
-    "wait_return",
-    "notify_read",
-    "pop",
-    "submit_call",
-    "submit_iocb",
-    "reap_call",
-    "reap_event",
-    "push",
-    "signal",
-)
-COST_DOCS = {
-    "guest_submit": "guest io_submit path and virtio-blk driver, per I/O (without the kick)",
-    "kick": "VM exit to notify the device through ioeventfd, per kick, on the vCPU",
-    "guest_irq": "guest interrupt entry, handler and exit, per interrupt",
-    "guest_complete": "guest completion of one used entry and fio reaping it, per I/O",
-    "guest_loop": "optional: fio's own loop between reaping an I/O and starting the next one"
-    " (off the latency clock: it lowers IOPS, not lat), per I/O",
-    "wait_return": "return from the wait primitive (epoll/ppoll or the kernel's schedule)",
-    "notify_read": "consuming an eventfd notification (read syscall or in-kernel)",
-    "pop": "popping one request from the available ring (descriptors and header)",
-    "submit_call": "one io_submit call (syscall entry/exit or in-kernel call)",
-    "submit_iocb": "one iocb inside io_submit (AIO setup, block layer, driver)",
-    "reap_call": "one io_getevents call",
-    "reap_event": "one completion event reaped",
-    "push": "pushing one entry to the used ring",
-    "signal": "one guest notification through irqfd (write syscall or eventfd_signal)",
-}
 CPU_LATENCIES = ("wakeup_idle", "wakeup_busy", "poll_detect")
 CPU_DOCS = {
     "wakeup_idle": "latency from an eventfd signal to a blocked thread running, its CPU idle",
@@ -138,45 +106,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
     )
 
 
-def _provenance(table: dict[str, Any], where: str, out: dict[str, str]) -> None:
-    kind = table.get("provenance")
-    if kind not in PROVENANCE_KINDS:
-        raise ProfileError(f"{where}.provenance: expected one of {', '.join(PROVENANCE_KINDS)}")
-    src = table.get("source")
-    if not isinstance(src, str) or not src.strip():
-        raise ProfileError(f"{where}.source: every number needs a source")
-    out[where] = f"{kind}: {src}"
-
-
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     v = data.get(key)
     if not isinstance(v, dict):
         raise ProfileError(f"{where}{key}: missing table")
     return v
-
-
-def scalar(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> float:
-    """A number stored as {value, provenance, source}; records its provenance."""
-    path = f"{where}.{key}"
-    t = data.get(key)
-    if not isinstance(t, dict) or "value" not in t:
-        raise ProfileError(f"{path}: expected a table with value, provenance and source")
-    check_keys(t, ("value", *PROVENANCE_KEYS), path)
-    v = t["value"]
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise ProfileError(f"{path}.value: expected a number, got {v!r}")
-    _provenance(t, path, prov)
-    return float(v)
-
-
-def dist(data: dict[str, Any], key: str, where: str, prov: dict[str, str]) -> Dist:
-    """A distribution table with provenance; records its provenance."""
-    path = f"{where}.{key}"
-    t = data.get(key)
-    d = dist_from_dict(t, path)
-    assert isinstance(t, dict)
-    _provenance(t, path, prov)
-    return d
 
 
 # The top-level keys and [cpu] entries a profile may hold ([fit] in a base profile for
@@ -244,10 +178,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
     unknown = set(costs_t) - set(costs)
     if unknown:
         raise ProfileError(f"costs.{sorted(unknown)[0]}: unknown operation")
-    disk_t = _table(data, "disk", "")
-    from vsim.models.disk import parse_disk  # late import: disk models import dists only
-
-    disk = parse_disk(disk_t, prov)
+    disk = parse_disk(_table(data, "disk", ""), prov)
     return Profile(
         name=name,
         description=str(data.get("description", "")),
@@ -304,7 +235,7 @@ def _placement(
             out[n][pattern] = float(w)
         if not sum(out[n].values()) > 0:
             raise ProfileError(f"{where}: the weights sum to zero")
-    _provenance(t, path, prov)
+    record_provenance(t, path, prov)
     return Placement(float(epoch), out)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-import vsim
+from vsim.__version__ import __version__
 from vsim.breakdown import SEGMENT_LABELS, SEGMENT_NAMES, SEGMENTS, breakdown
 from vsim.engine import simulate
 from vsim.errors import ConfigError
@@ -343,7 +343,7 @@ def write_report(
         raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
     if len(sweep_df) == 0:
         raise ConfigError("the sweep table is empty: nothing to report")
-    meta = f"{_describe(sweep_df)}. vsim {vsim.__version__}."
+    meta = f"{_describe(sweep_df)}. vsim {__version__}."
     secs = _sections(sweep_df, results, measured)
     text = _render_md(title, meta, secs, out) if ext == ".md" else _render_html(title, meta, secs)
     write_atomic(out, text)

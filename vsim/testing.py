@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vsim.profile import GUEST_OPS, HOST_OPS
+from vsim.models.syscalls import GUEST_OPS, HOST_OPS
 
 
 def prov(d: dict[str, Any]) -> dict[str, Any]:

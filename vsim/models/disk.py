@@ -14,6 +14,7 @@ import simpy
 from vsim.errors import ProfileError
 from vsim.models.dists import Dist, Sampler, check_keys, sampler
 from vsim.models.monitor import Registry
+from vsim.models.params import dist, scalar
 
 DISK_MODELS = ("fixed", "empirical", "parallel", "hdd")
 
@@ -59,8 +60,6 @@ class Request:
 
 def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
     """Validate the profile's [disk] table into {model, params...}; errors name the key."""
-    from vsim.profile import dist
-
     model = t.get("model")
     if model not in DISK_MODELS:
         raise ProfileError(f"disk.model: expected one of {', '.join(DISK_MODELS)}, got {model!r}")
@@ -73,8 +72,6 @@ def parse_disk(t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
 
 
 def _parse_model(model: str, t: dict[str, Any], prov: dict[str, str]) -> dict[str, Any]:
-    from vsim.profile import dist, scalar
-
     out: dict[str, Any] = {}
     if model == "hdd":
         out["overhead_cv"] = 0.0
