@@ -17,7 +17,7 @@ from vsim.reference import backend as backend_mod
 from vsim.reference import guest as guest_mod
 from vsim.reference import run
 from vsim.reference import runner as runner_mod
-from vsim.reference.engine import open_engine
+from vsim.reference.engines import open_engine
 from vsim.reference.guestmem import (
     OUTHDR,
     VIRTIO_BLK_S_IOERR,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vsim.reference.engine import ENGINES, Completion, IoEngine, IoRequest, open_engine
+from vsim.reference.engine import Completion, IoEngine, IoRequest
+from vsim.reference.engines import ENGINES, open_engine
 from vsim.reference.microbench import BENCHMARKS, Distribution, MicrobenchResult, microbench
 from vsim.reference.ring import (
     Buffer,

@@ -11,8 +11,6 @@ from typing import ClassVar, NamedTuple, Self
 from vsim.errors import ConfigError
 from vsim.reference.linux import new_eventfd
 
-ENGINES = ("native", "io_uring", "threads")
-
 
 class IoRequest(NamedTuple):
     """One host I/O: an opaque tag, direction, buffer address and length, file offset."""
@@ -91,20 +89,3 @@ class IoEngine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_engine(name: str, fd: int, depth: int) -> IoEngine:
-    """An engine by name ("native" Linux AIO, "io_uring", "threads"); UnavailableError if absent."""
-    if name in ("native", "libaio", "aio"):
-        from vsim.reference.aio import AioEngine
-
-        return AioEngine(fd, depth)
-    if name in ("io_uring", "uring"):
-        from vsim.reference.uring import UringEngine
-
-        return UringEngine(fd, depth)
-    if name in ("threads", "psync"):
-        from vsim.reference.threadpool import ThreadPoolEngine
-
-        return ThreadPoolEngine(fd, depth)
-    raise ConfigError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")

@@ -19,7 +19,7 @@ import numpy as np
 
 from vsim.errors import ConfigError, VsimError
 from vsim.reference.backend import Backend
-from vsim.reference.engine import ENGINES, open_engine
+from vsim.reference.engines import engine_name, open_engine
 from vsim.reference.guest import GuestConfig, guest_main
 from vsim.reference.guestmem import (
     CTL_ABORT,
@@ -167,8 +167,7 @@ def _validate(
     if workload.iodepth > MAX_QUEUE_SIZE // 3:
         limit = MAX_QUEUE_SIZE // 3
         raise ConfigError(f"iodepth {workload.iodepth} exceeds the largest virtqueue ({limit})")
-    if engine not in ENGINES and engine not in ("libaio", "aio", "uring", "psync"):
-        raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    engine_name(engine)
     if cpus is not None and len(cpus) != d.threads:
         raise ConfigError(f"cpus needs one entry per backend thread ({d.threads}), got {len(cpus)}")
     for cpu in (*(cpus or ()), guest_cpu):
