@@ -17,8 +17,9 @@ import vsim
 from vsim import plots
 from vsim.breakdown import SEGMENTS, breakdown
 from vsim.errors import ConfigError
-from vsim.report import load_table, resimulate, write_report
+from vsim.plots import write_report
 from vsim.results import Result
+from vsim.sweep import load_table, resimulate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SEED = pd.DataFrame(

@@ -17,13 +17,13 @@ import pandas as pd
 from vsim.__version__ import __version__
 from vsim.engine import DEFAULT_MAX_IOS
 from vsim.errors import ConfigError, VsimError
-from vsim.executors import default_jobs
 from vsim.outputs import check_dir, check_file, write_atomic
 from vsim.processes import Terminated, sigterm_raises
 from vsim.progress import Progress
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
-from vsim.sweep import SEED_GRID, grid, run_points
+from vsim.sweep import SEED_GRID, grid, load_table, matching_measured, resimulate, run_points
+from vsim.sweep.executors import default_jobs
 
 FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
@@ -478,8 +478,7 @@ def cmd_measure(a: argparse.Namespace) -> None:
 
 def cmd_plot(a: argparse.Namespace) -> None:
     """`vsim plot`: one figure of a sweep table."""
-    from vsim.plots import plot_kind, save
-    from vsim.report import load_table, resimulate
+    from vsim.plots import plot_kind, save  # matplotlib: only for the commands that draw
 
     out = a.out or f"{Path(a.results).with_suffix('')}-{a.kind}.png"
     if Path(out).suffix.lower() not in (".png", ".svg"):
@@ -495,7 +494,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
 
 def cmd_report(a: argparse.Namespace) -> None:
     """`vsim report`: a self-contained page of a sweep."""
-    from vsim.report import load_table, resimulate, write_report
+    from vsim.plots import write_report  # matplotlib
 
     if Path(a.out).suffix.lower() not in (".html", ".md"):
         raise ConfigError(f"--out {a.out}: a report is a .html or .md file")
@@ -511,7 +510,6 @@ def _measured_points(path: str | None, df: pd.DataFrame) -> Any:
     if path is None:
         return None
     from vsim.measured import load_measured
-    from vsim.report import matching_measured
 
     return matching_measured(df, load_measured(path).points, f"--measured {path}")
 

@@ -16,7 +16,7 @@ from matplotlib.ticker import (
 from numpy.typing import ArrayLike, NDArray
 
 from vsim.errors import ConfigError
-from vsim.plot_style import (
+from vsim.plots.style import (
     DESIGN_COLORS,
     LINESTYLES,
     VsimFigure,
@@ -24,7 +24,7 @@ from vsim.plot_style import (
     legend_below,
     styled,
 )
-from vsim.plot_tables import (
+from vsim.plots.tables import (
     size_label,
 )
 from vsim.results import Result

@@ -13,11 +13,12 @@ import pandas as pd
 from vsim.demands import mva_point
 from vsim.engine import DEFAULT_MAX_IOS, check_run_options, simulate
 from vsim.errors import ConfigError
-from vsim.executors import run_unordered
 from vsim.profile import Profile, load_profile, profile_digest
 from vsim.progress import Progress
 from vsim.scenario import Scenario, Workload, design
-from vsim.workspace import Workspace, point_id
+from vsim.sweep.executors import run_unordered
+from vsim.sweep.table import resimulate
+from vsim.sweep.workspace import Workspace, point_id
 
 # With no options, `vsim sweep` predicts the seed's table: both designs, sequential read and the
 # write table's rw=rw job, bs 512, iodepth 1-3, on the seed-2011 profile.
@@ -84,8 +85,7 @@ class SweepResult:
 
     def plot(self, kind: str = "iops", **kw: Any) -> Any:
         """A matplotlib Figure of the sweep (kind: iops, latency, cdf or breakdown)."""
-        from vsim.plots import plot_kind
-        from vsim.report import resimulate
+        from vsim.plots import plot_kind  # matplotlib: only when a figure is asked for
 
         df = self.to_dataframe()
         if kind in ("cdf", "breakdown") and "results" not in kw:

@@ -20,7 +20,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
-from vsim.plot_tables import (
+from vsim.plots.tables import (
     constants,
 )
 

@@ -20,12 +20,9 @@ from matplotlib.ticker import (
 from vsim.breakdown import breakdown
 from vsim.errors import ConfigError
 from vsim.outputs import write_atomic
-from vsim.plot_breakdown import plot_breakdown
-from vsim.plot_cdf import cdf_samples, plot_cdf
-from vsim.plot_style import (
-    DESIGN_COLORS,
-    SEGMENT_COLORS,
-    VsimFigure,
+from vsim.plots.breakdown import plot_breakdown
+from vsim.plots.cdf import cdf_samples, plot_cdf
+from vsim.plots.style import (
     design_colors,
     finish,
     iodepth_axis,
@@ -35,7 +32,7 @@ from vsim.plot_style import (
     styled,
     thousands,
 )
-from vsim.plot_tables import (
+from vsim.plots.tables import (
     direction_totals,
     panel_keys,
     panel_title,
@@ -46,20 +43,7 @@ from vsim.plot_tables import (
 )
 from vsim.results import Result
 
-__all__ = [  # the figures, and the names notebooks use from this module
-    "DESIGN_COLORS",
-    "PLOT_KINDS",
-    "SEGMENT_COLORS",
-    "VsimFigure",
-    "cdf_samples",
-    "design_colors",
-    "plot_breakdown",
-    "plot_cdf",
-    "plot_iops",
-    "plot_kind",
-    "plot_latency",
-    "save",
-]
+__all__ = ["PLOT_KINDS", "plot_iops", "plot_kind", "plot_latency", "save"]
 
 PLOT_KINDS = ("iops", "latency", "cdf", "breakdown")
 

@@ -13,14 +13,14 @@ from matplotlib.ticker import (
 )
 
 from vsim.breakdown import SEGMENT_LABELS, SEGMENT_NAMES
-from vsim.plot_style import (
+from vsim.plots.style import (
     SEGMENT_COLORS,
     VsimFigure,
     design_colors,
     finish,
     styled,
 )
-from vsim.plot_tables import (
+from vsim.plots.tables import (
     panel_keys,
     panel_title,
     require_columns,
