@@ -11,8 +11,7 @@ import argparse
 
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, mva
-from vsim.profile import Profile
-from vsim.testing import profile_dict, prov
+from vsim.profile import Profile, derived, synthetic_profile
 
 
 def main() -> None:
@@ -22,11 +21,13 @@ def main() -> None:
     a = ap.parse_args()
     disk = {
         "model": "empirical",
-        "channels": prov({"value": 1}),
-        "service": {"read": prov({"dist": "exponential", "mean_us": 100.0})},
+        "channels": derived({"value": 1}),
+        "service": {"read": derived({"dist": "exponential", "mean_us": 100.0})},
     }
     prof = Profile.from_dict(
-        profile_dict(costs={"submit_iocb": {"dist": "exponential", "mean_us": 40.0}}, disk=disk),
+        synthetic_profile(
+            costs={"submit_iocb": {"dist": "exponential", "mean_us": 40.0}}, disk=disk
+        ),
         "oracle",
     )
     exact = mva([Station("submitter", 40.0), Station("disk", 100.0)], 32)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from vsim.profile import Profile
-from vsim.testing import profile_dict
+from vsim.profile import Profile, synthetic_profile
 
 
 @pytest.fixture
@@ -24,10 +23,10 @@ def disk_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_profile() -> Any:
-    """make_profile(**kw) -> Profile, see profile_dict."""
+    """make_profile(**kw) -> Profile, see synthetic_profile."""
 
     def make(**kw: Any) -> Profile:
-        return Profile.from_dict(profile_dict(**kw), "test")
+        return Profile.from_dict(synthetic_profile(**kw), "test")
 
     return make
 

@@ -12,15 +12,14 @@ import pytest
 from vsim import Scenario, Workload, design, simulate
 from vsim.calibrate import apply, fit_profile, free_params
 from vsim.errors import ConfigError, ProfileError
-from vsim.measured import load_measured
-from vsim.profile import Profile
-from vsim.testing import profile_dict
+from vsim.measure.dataset import load_measured
+from vsim.profile import Profile, synthetic_profile
 
 TRUE = {"guest": 30.0, "disk": 100.0}
 
 
 def _doc(guest: float, disk: float) -> dict:  # type: ignore[type-arg]
-    doc = profile_dict(
+    doc = synthetic_profile(
         costs={
             "guest_submit": {"dist": "fixed", "value_us": guest},
             "guest_complete": {"dist": "fixed", "value_us": guest},
@@ -98,7 +97,7 @@ def test_apply_scale_mode():
     shutil.which("fio") is None, reason="fio is not installed (apt-get install fio)"
 )
 def test_calibrate_from_reference_runs(tmp_path: Path):
-    from vsim.calibrate_traces import calibrate_from_runs
+    from vsim.calibrate import calibrate_from_runs
     from vsim.measure import Campaign, measure, measure_fio, measure_microbench
     from vsim.reference.linux import memory_filesystem
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from vsim import Scenario, Workload, design, simulate
-from vsim.profile import load_profile
+from vsim.profile import derived, load_profile
 from vsim.results import STAGES
 from vsim.sweep import grid, run_points
-from vsim.testing import prov
 
 DESIGNS = [
     design("virtio-blk"),
@@ -233,8 +232,8 @@ def test_tag_wait_matches_real_fio(iodepth, make_profile):  # type: ignore[no-un
         queue_size=4,
         disk={
             "model": "empirical",
-            "service": {"read": prov({"dist": "exponential", "mean_us": 300.0})},
-            "channels": prov({"value": 4}),
+            "service": {"read": derived({"dist": "exponential", "mean_us": 300.0})},
+            "channels": derived({"value": 4}),
         },
     )
     w = Workload(rw="randread", bs=4096, iodepth=iodepth, number_ios=6000)

@@ -13,7 +13,7 @@ import pytest
 
 from vsim.cli import main
 from vsim.measure import Campaign, fio_command
-from vsim.measured import load_measured
+from vsim.measure.dataset import load_measured
 from vsim.reference.linux import memory_filesystem
 from vsim.scenario import Workload
 
@@ -102,7 +102,7 @@ def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type:
         (["--iodepth", "0"], "iodepth"),
         (["--trace-ios", "-1"], "--trace-ios must be >= 0"),
         (["--runtime", "inf"], "--runtime must be a finite number"),
-        (["--ramp-time", "nan"], "ramp_time must be a finite number"),
+        (["--ramp-time", "nan"], "--ramp-time must be a finite number"),
         (["--design", ","], "--design: no value given"),
         (["--dir", "README.md"], "README.md is not a directory"),
     ],

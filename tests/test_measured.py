@@ -13,7 +13,7 @@ import pytest
 from vsim import Scenario, Workload, design, simulate
 from vsim.errors import ConfigError, FioFormatError
 from vsim.fio import bins_from_ns, sample_from_bins
-from vsim.measured import COLUMNS, POINT_KEYS, MeasuredSet, load_measured
+from vsim.measure.dataset import COLUMNS, POINT_KEYS, MeasuredSet, load_measured
 from vsim.results import Result
 
 ROOT = Path(__file__).resolve().parents[1]

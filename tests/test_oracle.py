@@ -11,7 +11,7 @@ from vsim.analytic import Station, md1_wait, mm1_wait, mva
 from vsim.models.disk import Disk, Request, ServiceTimes
 from vsim.models.dists import Dist
 from vsim.models.monitor import Registry
-from vsim.testing import prov
+from vsim.profile import derived
 
 SUBMIT_US = 40.0
 DISK_US = 100.0
@@ -23,15 +23,14 @@ def product_form(request):  # type: ignore[no-untyped-def]
 
     Every other cost and every wake-up is zero, so the closed network is product form.
     """
-    from vsim.profile import Profile
-    from vsim.testing import profile_dict
+    from vsim.profile import Profile, synthetic_profile
 
     disk = {
         "model": "empirical",
-        "channels": prov({"value": 1}),
-        "service": {"read": prov({"dist": "exponential", "mean_us": DISK_US})},
+        "channels": derived({"value": 1}),
+        "service": {"read": derived({"dist": "exponential", "mean_us": DISK_US})},
     }
-    doc = profile_dict(
+    doc = synthetic_profile(
         costs={"submit_iocb": {"dist": "exponential", "mean_us": SUBMIT_US}}, disk=disk
     )
     return Profile.from_dict(doc, "test")

@@ -11,8 +11,7 @@ from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, mva
 from vsim.errors import ConfigError
 from vsim.precision import batch_means, mser5, rate_interval
-from vsim.profile import Profile, load_profile
-from vsim.testing import profile_dict, prov
+from vsim.profile import Profile, derived, load_profile, synthetic_profile
 
 
 def test_mser5_cuts_the_transient():
@@ -47,10 +46,12 @@ def test_rate_interval_of_a_poisson_process():
 def oracle_profile() -> Profile:
     disk = {
         "model": "empirical",
-        "channels": prov({"value": 1}),
-        "service": {"read": prov({"dist": "exponential", "mean_us": 100.0})},
+        "channels": derived({"value": 1}),
+        "service": {"read": derived({"dist": "exponential", "mean_us": 100.0})},
     }
-    doc = profile_dict(costs={"submit_iocb": {"dist": "exponential", "mean_us": 40.0}}, disk=disk)
+    doc = synthetic_profile(
+        costs={"submit_iocb": {"dist": "exponential", "mean_us": 40.0}}, disk=disk
+    )
     return Profile.from_dict(doc, "oracle")
 
 

@@ -9,8 +9,7 @@ import pytest
 
 from vsim.errors import ProfileError
 from vsim.models.syscalls import GUEST_OPS, HOST_OPS
-from vsim.profile import Profile, bundled_profiles, load_profile
-from vsim.testing import profile_dict
+from vsim.profile import Profile, bundled_profiles, load_profile, synthetic_profile
 
 
 def test_bundled_seed_profile_loads_with_provenance():
@@ -86,7 +85,7 @@ def test_load_by_path(tmp_path: Path):
     ],
 )
 def test_malformed_profile_names_key(mutate, message):  # type: ignore[no-untyped-def]
-    doc = copy.deepcopy(profile_dict())
+    doc = copy.deepcopy(synthetic_profile())
     mutate(doc)
     with pytest.raises(ProfileError, match=message.replace(".", r"\.")):
         Profile.from_dict(doc, "test")
@@ -107,9 +106,9 @@ def _placement(**over: object) -> dict[str, object]:
 
 
 def test_optional_scheduler_entries():
-    plain = Profile.from_dict(copy.deepcopy(profile_dict()), "test")
+    plain = Profile.from_dict(copy.deepcopy(synthetic_profile()), "test")
     assert not plain.wake_preempt and plain.placement is None
-    doc = copy.deepcopy(profile_dict())
+    doc = copy.deepcopy(synthetic_profile())
     doc["cpu"].update(wake_preempt=_entry(1), placement=_placement())
     p = Profile.from_dict(doc, "test")
     assert p.wake_preempt

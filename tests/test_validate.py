@@ -12,9 +12,9 @@ import pytest
 
 from vsim import Scenario, Workload, design, simulate
 from vsim.errors import ConfigError
-from vsim.measured import MeasuredSet, load_measured
-from vsim.profile import Profile
-from vsim.testing import profile_dict, prov
+from vsim.measure.dataset import MeasuredSet, load_measured
+from vsim.precision import mean_ci
+from vsim.profile import Profile, derived, synthetic_profile
 from vsim.validate import (
     COMPARED,
     Validation,
@@ -22,7 +22,6 @@ from vsim.validate import (
     demerit,
     demerit_pct,
     gain_ci,
-    mean_ci,
     noise_floor,
     quantile_levels,
     rel_err_pct,
@@ -168,13 +167,13 @@ def _profile() -> Profile:
     """Random costs and disk, and a QEMU-like user path that makes the designs differ."""
     disk = {
         "model": "empirical",
-        "channels": prov({"value": 1}),
+        "channels": derived({"value": 1}),
         "service": {
-            "read": prov({"dist": "exponential", "mean_us": 100.0}),
-            "write": prov({"dist": "gamma", "mean_us": 80.0, "cv": 0.5}),
+            "read": derived({"dist": "exponential", "mean_us": 100.0}),
+            "write": derived({"dist": "gamma", "mean_us": 80.0, "cv": 0.5}),
         },
     }
-    doc: dict[str, Any] = profile_dict(
+    doc: dict[str, Any] = synthetic_profile(
         costs={
             "guest_submit": {"dist": "exponential", "mean_us": 20.0},
             "submit_iocb": {"dist": "uniform", "low_us": 5.0, "high_us": 15.0},
@@ -184,8 +183,8 @@ def _profile() -> Profile:
     )
     for op, user_us in (("pop", 15.0), ("push", 10.0), ("signal", 8.0)):
         doc["costs"][op] = {
-            "user": prov({"dist": "fixed", "value_us": user_us}),
-            "kernel": prov({"dist": "fixed", "value_us": 1.0}),
+            "user": derived({"dist": "fixed", "value_us": user_us}),
+            "kernel": derived({"dist": "fixed", "value_us": 1.0}),
         }
     return Profile.from_dict(doc, "test")
 
@@ -305,15 +304,15 @@ def test_validation_is_deterministic(simulated: tuple[Profile, MeasuredSet]) -> 
 
 def test_calibration_rule_overrides_the_marks(simulated: tuple[Profile, MeasuredSet]) -> None:
     prof, measured = simulated
-    v = validate(prof, measured, ios=300, used_for_calibration="iodepth in [4]")
+    v = validate(prof, measured, ios=300, use="iodepth in [4]")
     assert (v.table["calibration"] == (v.table["iodepth"] == 4)).all()
-    v = validate(prof, measured, ios=300, used_for_calibration={"design": ["virtio-blk"]})
+    v = validate(prof, measured, ios=300, use={"design": ["virtio-blk"]})
     assert (v.table["calibration"] == (v.table["design"] == "virtio-blk")).all()
     assert not v.gains["calibration"].any()  # a gain is calibration only if both sides are
-    with pytest.raises(ConfigError, match="used_for_calibration: no column 'host'"):
-        validate(prof, measured, ios=300, used_for_calibration={"host": ["a"]})
-    with pytest.raises(ConfigError, match="used_for_calibration: cannot evaluate"):
-        validate(prof, measured, ios=300, used_for_calibration="iodepth >>> 3")
+    with pytest.raises(ConfigError, match="use: no column 'host'"):
+        validate(prof, measured, ios=300, use={"host": ["a"]})
+    with pytest.raises(ConfigError, match="use 'iodepth >>> 3': not a valid query"):
+        validate(prof, measured, ios=300, use="iodepth >>> 3")
     with pytest.raises(ConfigError, match="ios must be >= 1"):
         validate(prof, measured, ios=0)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import json
+import re
 import shlex
 import sys
+import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -15,15 +18,28 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from vsim.__version__ import __version__
-from vsim.engine import DEFAULT_MAX_IOS
+from vsim.calibrate import calibrate_from_runs, fit_profile
+from vsim.engine import DEFAULT_MAX_IOS, simulate
 from vsim.errors import ConfigError, VsimError
+from vsim.measure import (
+    Campaign,
+    check_dataset,
+    load_measured,
+    measure,
+    measure_fio,
+    measure_microbench,
+)
+from vsim.measure.rules import parse_rule
 from vsim.outputs import check_dir, check_file, write_atomic
 from vsim.processes import Terminated, sigterm_raises
 from vsim.progress import Progress
+from vsim.reference.microbench import check_names
+from vsim.reference.storage import check_directory
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
 from vsim.sweep import SEED_GRID, grid, load_table, matching_measured, resimulate, run_points
 from vsim.sweep.executors import default_jobs
+from vsim.validate import validate
 
 FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
@@ -41,6 +57,44 @@ TABLE_COLUMNS = (
     "iops_hw_pct",
     "lat_hw_pct",
 )
+
+
+# The library names its parameters; the command line has flags. A message that starts with a
+# parameter (`runtime must be ...`, `out DIR already holds ...`) is shown with its flag, and
+# `append=True` / `resume=True` become --append / --resume.
+FLAGS = {
+    "number_ios": "--ios",
+    "runtime": "--runtime",
+    "ramp_time": "--ramp-time",
+    "precision": "--precision",
+    "max_ios": "--max-ios",
+    "seed": "--seed",
+    "iodepth": "--iodepth",
+    "numjobs": "--numjobs",
+    "rwmixread": "--rwmixread",
+    "bs": "--bs",
+    "size": "--size",
+    "poll_us": "--poll-us",
+    "jobs": "--jobs",
+    "scheduler": "--scheduler",
+    "kind": "--kind",
+    "out": "--out",
+    "use": "--use",
+    "repeat": "--repeat",
+    "trace_ios": "--trace-ios",
+    "bench": "--bench",
+    "report": "--report",
+    "directory": "--dir",
+}
+_LEADING = re.compile(r"^([a-z_]+)\b")
+
+
+def flagged(message: str) -> str:
+    """A library error message in the command line's words (its flags for its parameters)."""
+    m = _LEADING.match(message)
+    if m and m.group(1) in FLAGS and message[m.end() : m.end() + 1] in (" ", ":", ""):
+        message = FLAGS[m.group(1)] + message[m.end() :]
+    return message.replace("append=True", "--append").replace("resume=True", "--resume")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,116 +175,153 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"vsim {__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser(
+    _add_run(sub)
+    _add_sweep(sub)
+    _add_measure(sub)
+    _add_plot(sub)
+    _add_report(sub)
+    _add_calibrate(sub)
+    _add_validate(sub)
+    return top
+
+
+def _add_run(sub: Any) -> None:
+    """`vsim run`."""
+    p = sub.add_parser(
         "run",
         help="simulate one point",
         epilog="example: vsim run --design vhost-blk --rw randread --bs 4k --iodepth 8 "
         "--format json",
     )
-    run.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
-    run.add_argument("--rw", default="read", help="fio rw mode")
-    run.add_argument("--bs", default="512", help="block size (512, 4k, ...)")
-    run.add_argument("--iodepth", type=int, default=1, help="I/Os in flight")
-    run.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
-    _common(run)
-    sw = sub.add_parser(
+    p.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
+    p.add_argument("--rw", default="read", help="fio rw mode")
+    p.add_argument("--bs", default="512", help="block size (512, 4k, ...)")
+    p.add_argument("--iodepth", type=int, default=1, help="I/Os in flight")
+    p.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+
+def _add_sweep(sub: Any) -> None:
+    """`vsim sweep`."""
+    p = sub.add_parser(
         "sweep",
         help="simulate a grid (default: the seed's table)",
         epilog="example: vsim sweep --rw randread --bs 4k --iodepth 1-32 --method mva",
     )
-    sw.add_argument("--design", default=",".join(SEED_GRID["design"]), help="comma list")
-    sw.add_argument("--rw", default=",".join(SEED_GRID["rw"]), help="comma list")
-    sw.add_argument("--bs", default="512", help="comma list of block sizes")
-    sw.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
-    sw.add_argument(
+    p.add_argument("--design", default=",".join(SEED_GRID["design"]), help="comma list")
+    p.add_argument("--rw", default=",".join(SEED_GRID["rw"]), help="comma list")
+    p.add_argument("--bs", default="512", help="comma list of block sizes")
+    p.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
+    p.add_argument(
         "--method",
         choices=("des", "mva"),
         default="des",
         help="des = simulate; mva = instant analytic estimate",
     )
-    sw.add_argument(
+    p.add_argument(
         "--jobs", type=int, default=default_jobs(), help="worker processes (default: all cores)"
     )
-    sw.add_argument("--scheduler", help="run points on a Dask scheduler (tcp://host:8786)")
-    sw.add_argument(
+    p.add_argument("--scheduler", help="run points on a Dask scheduler (tcp://host:8786)")
+    p.add_argument(
         "--resume",
         action="store_true",
         help="with --out DIR: run only the points not already in DIR",
     )
-    _common(sw)
-    me = sub.add_parser(
+    _common(p)
+    p.set_defaults(func=cmd_sweep)
+
+
+def _add_measure(sub: Any) -> None:
+    """`vsim measure`."""
+    p = sub.add_parser(
         "measure",
         help="measure on the real reference backend (or real fio, or microbenchmarks)",
         epilog="example: vsim measure --design virtio-blk,vhost-blk --rw randread --bs 4k "
         "--iodepth 1,2,4,8,16,32 --runtime 5 --repeat 3 --out runs/local",
     )
-    me.add_argument("--design", default="virtio-blk,vhost-blk", help="comma list")
-    me.add_argument("--rw", default="randread", help="comma list")
-    me.add_argument("--bs", default="4k", help="comma list of block sizes")
-    me.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
-    me.add_argument("--runtime", type=float, default=5.0, help="seconds per run")
-    me.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds per run")
-    me.add_argument("--repeat", type=int, default=3, help="interleaved repeats of every point")
-    me.add_argument("--engine", default="native", help="native (Linux AIO), io_uring or threads")
-    me.add_argument(
+    p.add_argument("--design", default="virtio-blk,vhost-blk", help="comma list")
+    p.add_argument("--rw", default="randread", help="comma list")
+    p.add_argument("--bs", default="4k", help="comma list of block sizes")
+    p.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
+    p.add_argument("--runtime", type=float, default=5.0, help="seconds per run")
+    p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds per run")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved repeats of every point")
+    p.add_argument("--engine", default="native", help="native (Linux AIO), io_uring or threads")
+    p.add_argument(
         "--cpus",
         help="G,B[,B...]: the guest on CPU G, backend threads on B... "
         "(cycled); default: the scheduler places them",
     )
-    me.add_argument(
+    p.add_argument(
         "--dir", help="directory for the (nameless) scratch file (default: the current one)"
     )
-    me.add_argument("--file", help="run on this existing file instead (reads only)")
-    me.add_argument(
+    p.add_argument("--file", help="run on this existing file instead (reads only)")
+    p.add_argument(
         "--allow-overwrite",
         action="store_true",
         help="allow write jobs on --file (its data is destroyed)",
     )
-    me.add_argument("--size", default="64m", help="scratch file size (default 64m)")
-    me.add_argument("--verify", action="store_true", help="check every byte read and written")
-    me.add_argument(
+    p.add_argument("--size", default="64m", help="scratch file size (default 64m)")
+    p.add_argument("--verify", action="store_true", help="check every byte read and written")
+    p.add_argument(
         "--trace-ios",
         type=int,
         help="keep only the first N I/Os of each trace (0: no traces; default all)",
     )
-    me.add_argument("--fio", action="store_true", help="run the real fio instead (host baseline)")
-    me.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
-    me.add_argument(
+    p.add_argument("--fio", action="store_true", help="run the real fio instead (host baseline)")
+    p.add_argument("--microbench", action="store_true", help="run the microbenchmarks instead")
+    p.add_argument(
         "--bench",
         help="with --microbench: only these (comma list), added to an existing dataset "
         "(implies --append)",
     )
-    me.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
-    me.add_argument(
+    p.add_argument("--out", help="dataset directory (default: vsim-measure-<UTC time>)")
+    p.add_argument(
         "--append",
         action="store_true",
         help="add the runs to the existing dataset --out (earlier runs and provenance stay)",
     )
-    pl = sub.add_parser(
+    p.set_defaults(func=cmd_measure)
+
+
+def _add_plot(sub: Any) -> None:
+    """`vsim plot`."""
+    p = sub.add_parser(
         "plot",
         help="draw a figure of a sweep table",
         epilog="example: vsim sweep --out seed.csv && vsim plot seed.csv --kind latency",
     )
-    pl.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
-    pl.add_argument("--kind", default="iops", choices=("iops", "latency", "cdf", "breakdown"))
-    pl.add_argument("--out", help="FILE.png or FILE.svg (default: RESULTS-KIND.png)")
-    pl.add_argument("--measured", help="a measured dataset to draw beside the prediction")
-    pl.add_argument("--title", help="figure title")
-    rp = sub.add_parser(
+    p.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
+    p.add_argument("--kind", default="iops", choices=("iops", "latency", "cdf", "breakdown"))
+    p.add_argument("--out", help="FILE.png or FILE.svg (default: RESULTS-KIND.png)")
+    p.add_argument("--measured", help="a measured dataset to draw beside the prediction")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(func=cmd_plot)
+
+
+def _add_report(sub: Any) -> None:
+    """`vsim report`."""
+    p = sub.add_parser(
         "report",
         help="one page with the tables and plots of a sweep",
         epilog="example: vsim sweep --out seed.csv && vsim report seed.csv --out seed.html",
     )
-    rp.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
-    rp.add_argument("--out", required=True, help="report.html (self-contained) or report.md")
-    rp.add_argument("--measured", help="a measured dataset to draw beside the prediction")
-    rp.add_argument("--title", default="vsim report", help="page title")
-    rp.add_argument(
+    p.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
+    p.add_argument("--out", required=True, help="report.html (self-contained) or report.md")
+    p.add_argument("--measured", help="a measured dataset to draw beside the prediction")
+    p.add_argument("--title", default="vsim report", help="page title")
+    p.add_argument(
         "--no-resimulate",
         action="store_true",
         help="skip re-running the points (no CDF or breakdown)",
     )
-    ca = sub.add_parser(
+    p.set_defaults(func=cmd_report)
+
+
+def _add_calibrate(sub: Any) -> None:
+    """`vsim calibrate`."""
+    p = sub.add_parser(
         "calibrate",
         help="fit a profile to measurements",
         epilog="examples: vsim calibrate runs/local --out calibration/profiles/local.toml "
@@ -238,44 +329,49 @@ def build_parser() -> argparse.ArgumentParser:
         "validation/seed-2011 --out calibration/profiles/seed-2011.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ca.add_argument("runs", nargs="+", help="measured dataset directories (vsim measure --out)")
-    ca.add_argument("--out", required=True, help="the profile file to write (.toml)")
-    ca.add_argument(
+    p.add_argument("runs", nargs="+", help="measured dataset directories (vsim measure --out)")
+    p.add_argument("--out", required=True, help="the profile file to write (.toml)")
+    p.add_argument(
         "--use",
         help="calibration points: iodepth=1,8 (or a query); the rest is "
         "held out (default: the dataset's own marks)",
     )
-    ca.add_argument(
+    p.add_argument(
         "--fit",
         action="store_true",
         help="least-squares fit of the free parameters declared in --base",
     )
-    ca.add_argument("--base", help="base profile with [fit.*] free parameters (for --fit)")
-    ca.add_argument("--name", help="name of the new profile (default: the --out file's stem)")
-    ca.add_argument("--ios", type=int, default=10_000, help="--fit: simulated I/Os per point")
-    ca.add_argument("--seed", type=int, default=1, help="--fit: root random seed")
-    va = sub.add_parser(
+    p.add_argument("--base", help="base profile with [fit.*] free parameters (for --fit)")
+    p.add_argument("--name", help="name of the new profile (default: the --out file's stem)")
+    p.add_argument("--ios", type=int, default=10_000, help="--fit: simulated I/Os per point")
+    p.add_argument("--seed", type=int, default=1, help="--fit: root random seed")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def _add_validate(sub: Any) -> None:
+    """`vsim validate`."""
+    p = sub.add_parser(
         "validate",
         help="predict measured runs and report the errors",
         epilog="example: vsim validate --profile seed-2011 --measured validation/seed-2011 "
         "--report out/seed-report",
     )
-    va.add_argument("--profile", required=True, help="bundled profile name or a file path")
-    va.add_argument(
+    p.add_argument("--profile", required=True, help="bundled profile name or a file path")
+    p.add_argument(
         "--measured",
         required=True,
         nargs="+",
         help="a dataset directory (manifest.csv or points.csv) or fio JSON files",
     )
-    va.add_argument("--manifest", help="manifest.csv for fio JSON files given one by one")
-    va.add_argument("--report", help="write report.md, CSV tables and PNG plots to DIR")
-    va.add_argument(
+    p.add_argument("--manifest", help="manifest.csv for fio JSON files given one by one")
+    p.add_argument("--report", help="write report.md, CSV tables and PNG plots to DIR")
+    p.add_argument(
         "--use",
         help='calibration points, a query: "iodepth in [1, 8]" (default: the dataset\'s own marks)',
     )
-    va.add_argument("--ios", type=int, default=20_000, help="simulated I/Os per point")
-    va.add_argument("--seed", type=int, default=1, help="root random seed")
-    return top
+    p.add_argument("--ios", type=int, default=20_000, help="simulated I/Os per point")
+    p.add_argument("--seed", type=int, default=1, help="root random seed")
+    p.set_defaults(func=cmd_validate)
 
 
 def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
@@ -336,8 +432,6 @@ def _emit(text: str | None, df: pd.DataFrame | None, a: argparse.Namespace, fmt:
 
 def cmd_run(a: argparse.Namespace) -> None:
     """`vsim run`: one point."""
-    from vsim.engine import simulate
-
     fmt = _format(a)
     _check_writable(a.out)
     d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
@@ -417,11 +511,6 @@ def cmd_sweep(a: argparse.Namespace) -> None:
 
 def cmd_measure(a: argparse.Namespace) -> None:
     """`vsim measure`: a campaign on the real path."""
-    import datetime as dt
-
-    from vsim.measure import Campaign, check_dataset, measure, measure_fio, measure_microbench
-    from vsim.reference.storage import check_directory
-
     cpus = _ints(a.cpus) if a.cpus else []
     if a.file is not None and a.dir is not None:
         raise ConfigError("give --dir (scratch file) or --file (existing file), not both")
@@ -452,8 +541,6 @@ def cmd_measure(a: argparse.Namespace) -> None:
         raise ConfigError("--bench needs --microbench")
     benches = _names(a.bench, "--bench") if a.bench is not None else None
     if benches is not None:  # before any directory is made
-        from vsim.reference.microbench import check_names
-
         check_names(benches)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(a.out or f"vsim-measure-{stamp}")
@@ -509,37 +596,11 @@ def cmd_report(a: argparse.Namespace) -> None:
 def _measured_points(path: str | None, df: pd.DataFrame) -> Any:
     if path is None:
         return None
-    from vsim.measured import load_measured
-
     return matching_measured(df, load_measured(path).points, f"--measured {path}")
-
-
-def use_rule(text: str | None) -> Any:
-    """--use: "iodepth=1,8" or "design=virtio-blk" (column=values; ';' between columns), or a
-    pandas query ("iodepth in [1, 8]")."""
-    if text is None:
-        return None
-    if "==" in text or "=" not in text:
-        return text
-    rule: dict[str, list[Any]] = {}
-    for part in text.split(";"):
-        col, _, vals = part.partition("=")
-        if not col.strip() or not vals.strip():
-            raise ConfigError(f"--use {text!r}: expected column=value[,value...]")
-        items: list[Any] = []
-        for v in vals.split(","):
-            v = v.strip()
-            items.append(int(v) if v.lstrip("-").isdigit() else v)
-        rule[col.strip()] = items
-    return rule
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
     """`vsim calibrate`: measurements -> profile."""
-    import tomllib
-
-    from vsim.measured import load_measured
-
     out = Path(a.out)
     if out.suffix != ".toml":
         raise ConfigError(f"--out {a.out}: a profile is a .toml file")
@@ -547,8 +608,6 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     name = a.name or out.stem
     src = a.runs[0] if len(a.runs) == 1 else a.runs
     if a.fit:
-        from vsim.calibrate import fit_profile
-
         if a.base is None:
             raise ConfigError("--fit needs --base PROFILE with [fit.*] free parameters")
         try:
@@ -560,7 +619,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         fit = fit_profile(
             base,
             measured,
-            use=use_rule(a.use),
+            use=parse_rule(a.use),
             ios=a.ios,
             seed=a.seed,
             source=shlex.join(["vsim", *sys.argv[1:]]),
@@ -570,9 +629,7 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
             print(f"note: {note}", file=sys.stderr)
         fit.write(out)
     else:
-        from vsim.calibrate_traces import calibrate_from_runs
-
-        cal = calibrate_from_runs([Path(p) for p in a.runs], use=use_rule(a.use), name=name)
+        cal = calibrate_from_runs([Path(p) for p in a.runs], use=parse_rule(a.use), name=name)
         sys.stdout.write(cal.summary())
         cal.write(out)
     print(f"wrote {out}", file=sys.stderr)
@@ -580,14 +637,11 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
 
 def cmd_validate(a: argparse.Namespace) -> None:
     """`vsim validate`: measured against predicted."""
-    from vsim.measured import load_measured
-    from vsim.validate import validate
-
     if a.report is not None:
-        check_dir(a.report, "--report")
+        check_dir(a.report, "report")
     src = a.measured[0] if len(a.measured) == 1 else a.measured
     measured = load_measured(src, manifest=a.manifest)
-    v = validate(a.profile, measured, seed=a.seed, ios=a.ios, used_for_calibration=use_rule(a.use))
+    v = validate(a.profile, measured, seed=a.seed, ios=a.ios, use=parse_rule(a.use))
     sys.stdout.write(v.summary().rstrip("\n") + "\n")
     if a.report is not None:
         try:
@@ -610,18 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     try:
         a = build_parser().parse_args(argv)
-        commands = {
-            "run": cmd_run,
-            "sweep": cmd_sweep,
-            "measure": cmd_measure,
-            "calibrate": cmd_calibrate,
-            "plot": cmd_plot,
-            "report": cmd_report,
-            "validate": cmd_validate,
-        }
-        commands[a.command](a)
+        a.func(a)
     except VsimError as e:
-        print(f"vsim: error: {e}", file=sys.stderr)
+        print(f"vsim: error: {flagged(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vsim: interrupted", file=sys.stderr)

@@ -14,7 +14,7 @@ from vsim.processes import pid_alive
 _TMP = re.compile(r"^\..+\.vsim-(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-def check_file(path: str | Path, what: str = "--out") -> None:
+def check_file(path: str | Path, what: str = "out") -> None:
     """Fail before any work when the file `path` cannot be written; creates nothing."""
     p = Path(path)
     if p.is_dir():
@@ -28,7 +28,7 @@ def check_file(path: str | Path, what: str = "--out") -> None:
         raise ConfigError(f"{what} {path}: cannot write (permission denied)")
 
 
-def check_dir(path: str | Path, what: str = "--out") -> None:
+def check_dir(path: str | Path, what: str = "out") -> None:
     """Fail before any work when the directory `path` cannot be created or written into;
     creates nothing."""
     p = Path(path)

@@ -1,4 +1,4 @@
-"""Run-length control: MSER-5 warm-up detection and batch-means confidence intervals."""
+"""Confidence intervals: of one run (MSER-5 warm-up, batch means) and of repeats (Student t)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import stdtrit
+
+__all__ = [
+    "BATCHES",
+    "CI",
+    "CONFIDENCE",
+    "batch_means",
+    "ci_halfwidth",
+    "mean_ci",
+    "mser5",
+    "rate_interval",
+]
 
 BATCHES = 30  # batch means: 30 batches (Law & Kelton's usual 10-30; more gives a tighter t)
 CONFIDENCE = 0.95
@@ -38,29 +50,47 @@ def mser5(x: np.ndarray) -> int:
 
 
 @dataclass(frozen=True)
-class Interval:
-    """A batch-means estimate: the mean and the 95 % CI half-width relative to it."""
+class CI:
+    """A point estimate with its confidence interval: `low`, `high` (NaN when it cannot be
+    formed), the number of observations (repeats or batches) and the interval's half-width
+    relative to the estimate, as its estimator computed it (inf when there is no interval)."""
 
     mean: float
+    low: float
+    high: float
+    n: int
     rel_halfwidth: float
-    batches: int
+
+    @classmethod
+    def symmetric(cls, mean: float, halfwidth: float, n: int) -> CI:
+        """mean +- halfwidth."""
+        rel = halfwidth / abs(mean) if mean else math.inf
+        return cls(mean, mean - halfwidth, mean + halfwidth, n, rel)
+
+    @classmethod
+    def relative(cls, mean: float, rel_halfwidth: float, n: int) -> CI:
+        """mean x (1 +- rel_halfwidth)."""
+        hw = abs(mean) * rel_halfwidth
+        return cls(mean, mean - hw, mean + hw, n, rel_halfwidth)
+
+    @classmethod
+    def none(cls, mean: float, n: int) -> CI:
+        """An estimate without an interval (too few observations)."""
+        return cls(mean, math.nan, math.nan, n, math.inf)
 
 
-def batch_means(x: np.ndarray, batches: int = BATCHES) -> Interval:
-    """Mean of x with a batch-means CI half-width (relative), using equal-size batches."""
+def batch_means(x: np.ndarray, batches: int = BATCHES) -> CI:
+    """Mean of one run's x with a batch-means CI, using equal-size batches."""
     n = len(x)
     k = n // batches
     if k < 1:
-        return Interval(float(np.mean(x)) if n else math.nan, math.inf, 0)
+        return CI.none(float(np.mean(x)) if n else math.nan, 0)
     b = x[: k * batches].reshape(batches, k).mean(axis=1)
     mean = float(np.mean(x))
-    sd = float(np.std(b, ddof=1))
-    t = float(stdtrit(batches - 1, 0.5 + CONFIDENCE / 2))
-    hw = t * sd / math.sqrt(batches)
-    return Interval(mean, hw / abs(mean) if mean else math.inf, batches)
+    return CI.symmetric(mean, ci_halfwidth(b, CONFIDENCE), batches)
 
 
-def rate_interval(t_done: np.ndarray, t0: float, batches: int = BATCHES) -> Interval:
+def rate_interval(t_done: np.ndarray, t0: float, batches: int = BATCHES) -> CI:
     """Completions per unit time with a batch-means CI over equal-count batches.
 
     The rate is (count / span); its relative half-width is that of the mean batch duration
@@ -69,11 +99,29 @@ def rate_interval(t_done: np.ndarray, t0: float, batches: int = BATCHES) -> Inte
     n = len(t_done)
     k = n // batches
     if k < 1:
-        return Interval(n / (t_done[-1] - t0) if n else math.nan, math.inf, 0)
+        return CI.none(n / (t_done[-1] - t0) if n else math.nan, 0)
     ends = t_done[k - 1 :: k][:batches]
     durations = np.diff(np.concatenate(([t0], ends)))
     mean_d = float(np.mean(durations))
-    sd = float(np.std(durations, ddof=1))
-    t = float(stdtrit(batches - 1, 0.5 + CONFIDENCE / 2))
-    rel = t * sd / math.sqrt(batches) / mean_d if mean_d > 0 else math.inf
-    return Interval(n / (t_done[-1] - t0), rel, batches)
+    rel = ci_halfwidth(durations, CONFIDENCE) / mean_d if mean_d > 0 else math.inf
+    return CI.relative(n / (t_done[-1] - t0), rel, batches)
+
+
+def ci_halfwidth(x: ArrayLike, level: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t confidence interval of the mean of x (NaN for fewer than 2)."""
+    v = np.asarray(x, dtype=np.float64)
+    n = v.size
+    if n < 2:
+        return math.nan
+    return float(stdtrit(n - 1, 0.5 + level / 2)) * float(np.std(v, ddof=1)) / math.sqrt(n)
+
+
+def mean_ci(values: ArrayLike, level: float = CONFIDENCE) -> CI:
+    """Mean and Student-t confidence interval of repeated measurements (NaNs are dropped): the
+    one interval of repeats that datasets, validation and plots use."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    n = int(v.size)
+    if n < 2:
+        return CI.none(float(v.mean()) if n else math.nan, n)
+    return CI.symmetric(float(v.mean()), ci_halfwidth(v, level), n)

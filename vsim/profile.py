@@ -247,3 +247,49 @@ def _flag(cpu_t: dict[str, Any], key: str, prov: dict[str, str]) -> bool:
     if v not in (0, 1):
         raise ProfileError(f"cpu.{key}.value: expected 0 or 1, got {v}")
     return bool(v)
+
+
+def derived(d: dict[str, Any], source: str = "a synthetic configuration") -> dict[str, Any]:
+    """A number or distribution table with `derived` provenance (for a synthetic profile)."""
+    return {**d, "provenance": "derived", "source": source}
+
+
+def _zero() -> dict[str, Any]:
+    return derived({"dist": "fixed", "value_us": 0.0})
+
+
+def synthetic_profile(
+    costs: dict[str, dict[str, Any]] | None = None,
+    disk: dict[str, Any] | None = None,
+    *,
+    host_cpus: int = 4,
+    vcpus: int = 1,
+    wakeup_idle: dict[str, Any] | None = None,
+    wakeup_busy: dict[str, Any] | None = None,
+    queue_size: int = 128,
+) -> dict[str, Any]:
+    """A profile document for an exact, analysable configuration (oracles, what-ifs, tests):
+    every cost zero unless given, the disk a fixed 100 us server; load it with
+    Profile.from_dict."""
+    c: dict[str, Any] = {op: _zero() for op in GUEST_OPS + HOST_OPS}
+    for op, spec in (costs or {}).items():
+        c[op] = derived(spec)
+    return {
+        "schema": SCHEMA,
+        "name": "test",
+        "cpu": {
+            "host_cpus": derived({"value": host_cpus}),
+            "guest_vcpus": derived({"value": vcpus}),
+            "wakeup_idle": derived(wakeup_idle) if wakeup_idle else _zero(),
+            "wakeup_busy": derived(wakeup_busy) if wakeup_busy else _zero(),
+            "poll_detect": _zero(),
+        },
+        "device": {"queue_size": derived({"value": queue_size})},
+        "costs": c,
+        "disk": disk
+        or {
+            "model": "fixed",
+            "service_us": derived({"value": 100.0}),
+            "channels": derived({"value": 1}),
+        },
+    }

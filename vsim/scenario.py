@@ -132,7 +132,7 @@ class Design:
             raise ConfigError(f"design {self.name!r}: signal must be per-completion or batched")
         if not 0 <= self.poll_us < math.inf:
             raise ConfigError(
-                f"design {self.name!r}: poll_us must be a finite number >= 0, got {self.poll_us}"
+                f"poll_us must be a finite number >= 0, got {self.poll_us} (design {self.name!r})"
             )
         if self.cpus is not None and len(self.cpus) != self.threads:
             raise ConfigError(

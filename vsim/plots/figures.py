@@ -330,7 +330,7 @@ def plot_kind(
 ) -> Figure:
     """The figure `kind` (iops, latency, cdf or breakdown) of a sweep table: `vsim plot`.
 
-    `cdf` and `breakdown` need the per-I/O data of `results` (see vsim.report.resimulate).
+    `cdf` and `breakdown` need the per-I/O data of `results` (see vsim.sweep.resimulate).
     """
     if kind == "iops":
         return plot_iops(df, measured, title=title)
@@ -338,7 +338,7 @@ def plot_kind(
         return plot_latency(df, measured, title=title)
     if kind in ("cdf", "breakdown"):
         if not results:
-            raise ConfigError(f"--kind {kind} needs per-I/O results (re-simulate the points)")
+            raise ConfigError(f"kind {kind} needs per-I/O results (re-simulate the points)")
         if kind == "cdf":
             return plot_cdf(cdf_samples(results), title=title)
         return plot_breakdown(breakdown(results), title=title)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
 from vsim.errors import ConfigError
+from vsim.precision import ci_halfwidth
 
 # Columns that split a table into panels when they take more than one value.
 PANEL_KEYS = ("profile", "method", "rw", "bs", "numjobs")
@@ -86,10 +86,8 @@ def constants(df: pd.DataFrame) -> str:
 
 def ci95(x: NDArray[np.float64]) -> float:
     """Half-width of the 95 % t confidence interval of the mean (0 for one value)."""
-    n = x.size
-    if n < 2:
-        return 0.0
-    return float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
+    hw = ci_halfwidth(x, 0.95)
+    return 0.0 if math.isnan(hw) else hw
 
 
 def per_run(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:

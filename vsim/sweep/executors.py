@@ -70,7 +70,7 @@ def _dask(fn: Callable[[T], R], items: Sequence[T], address: str) -> Iterator[tu
         from distributed import as_completed as dask_completed
     except ImportError:
         raise UnavailableError(
-            "--scheduler needs dask.distributed: pip install 'vsim[dask]'"
+            "scheduler needs dask.distributed: pip install 'vsim[dask]'"
         ) from None
     try:
         client = Client(address, timeout="10s")

@@ -46,8 +46,8 @@ class Workspace:
             remove_stale_tmp(self.dir)
             if not resume and any(self.dir.glob("*.json")):
                 raise ConfigError(
-                    f"--out {root} holds points of an earlier sweep: add --resume, or choose "
-                    "another"
+                    f"out {root} holds points of an earlier sweep: resume=True runs only the "
+                    "missing ones; or choose another"
                 )
 
     def load(self, pid: str) -> list[dict[str, Any]] | None:
@@ -67,6 +67,6 @@ class Workspace:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"--out {self.root}: cannot create ({e.strerror})") from None
+            raise ConfigError(f"out {self.root}: cannot create ({e.strerror})") from None
         text = json.dumps({"id": pid, "sha256": _checksum(rows), "rows": rows})
         write_atomic(self.dir / f"{pid}.json", text)

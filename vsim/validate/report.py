@@ -1,23 +1,22 @@
-"""Validation reports: the text summary, the Markdown page and the PNG plots of a Validation."""
+"""Validation reports as text: the terminal summary and the Markdown page of a Validation."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from vsim.measured import LATENCY_KINDS
-from vsim.outputs import write_atomic
-from vsim.scenario import DESIGNS
-from vsim.validate import BASELINE, CONTENDER
+from vsim.measure.dataset import LATENCY_KINDS
 
-if TYPE_CHECKING:
-    from vsim.validate import Validation
+if TYPE_CHECKING:  # compare.py imports this module: the type only, no runtime import
+    from vsim.validate.compare import Validation
+
+__all__ = ["SHOWN_LATENCIES", "markdown", "present_metrics", "summary"]
+
+# The latency metrics a report shows for every point (beside IOPS), in the tables and plots.
+SHOWN_LATENCIES = ("clat_mean_us", "lat_mean_us", "clat_p99_us", "lat_p99_us")
 
 
 def _f(x: Any, nd: int = 1) -> str:
@@ -40,7 +39,8 @@ def _md(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _present(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+def present_metrics(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """The metrics of `metrics` that some point of a validation table measured."""
     return [m for m in metrics if table[f"{m}_meas"].notna().any()]
 
 
@@ -70,7 +70,7 @@ def _metric_tables(v: Validation) -> list[str]:
         ("IOPS and mean latency (us)", ("iops", "clat_mean_us", "lat_mean_us")),
         ("Latency percentiles (us)", ("clat_p50_us", "clat_p99_us", "lat_p50_us", "lat_p99_us")),
     ):
-        present = _present(t, metrics)
+        present = present_metrics(t, metrics)
         if not present:
             continue
         head = list(_POINT_HEAD)
@@ -187,10 +187,10 @@ def markdown(v: Validation, plots: Sequence[str]) -> str:
         *_metric_tables(v),
     ]
     if len(v.gains):
-        out.append(f"## Gain of {CONTENDER} over {BASELINE} (IOPS)\n\n{_gains_md(v.gains)}")
+        out.append(f"## Gain of {v.contender} over {v.baseline} (IOPS)\n\n{_gains_md(v.gains)}")
     if plots:
         out.append("## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots))
-    out.append("## Notes\n\n" + _NOTES.format(lv=lv, c=CONTENDER, b=BASELINE))
+    out.append("## Notes\n\n" + _NOTES.format(lv=lv, c=v.contender, b=v.baseline))
     return "\n\n".join(out) + "\n"
 
 
@@ -205,7 +205,7 @@ def summary(v: Validation) -> str:
         "qd": t["iodepth"],
         "set": t["calibration"].map(_set_label),
     }
-    for m in _present(t, ("iops", "clat_mean_us", "lat_mean_us", "clat_p99_us", "lat_p99_us")):
+    for m in present_metrics(t, ("iops", *SHOWN_LATENCIES)):
         label = m.removesuffix("_us")
         nd = 0 if m == "iops" else 1
         cols[f"{label} meas"] = t[f"{m}_meas"].map(lambda x, nd=nd: _f(x, nd))
@@ -218,7 +218,7 @@ def summary(v: Validation) -> str:
     lines.append(pd.DataFrame(cols).to_string(index=False))
     if len(v.gains):
         g = v.gains
-        lines.append(f"gain {CONTENDER} over {BASELINE} (%):")
+        lines.append(f"gain {v.contender} over {v.baseline} (%):")
         gt = pd.DataFrame(
             {
                 "rw": g["rw"],
@@ -240,133 +240,3 @@ def summary(v: Validation) -> str:
             for _, r in h.iterrows()
         ]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def _panels(t: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
-    keys = ["rw", "dir", "bs", "numjobs", "rwmixread"]
-    return [(k if isinstance(k, tuple) else (k,), g) for k, g in t.groupby(keys, sort=False)]
-
-
-def _panel_title(key: tuple[Any, ...]) -> str:
-    rw, d, bs, nj, _ = key
-    return f"rw={rw} {d} bs={bs}" + (f" numjobs={nj}" if nj != 1 else "")
-
-
-def plots(v: Validation, out: Path) -> list[Path]:
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    t = v.table
-    designs = list(dict.fromkeys(t["design"]))
-    # seaborn's colour-blind palette in DESIGNS order: a design keeps its colour in every plot
-    order = [*DESIGNS, *sorted(set(designs) - set(DESIGNS))]
-    palette = sns.color_palette("colorblind", len(order))
-    colors = {d: palette[order.index(d)] for d in designs}
-    panels = _panels(t)
-    written: list[Path] = []
-    figures = [
-        ("iops.png", _present(t, ("iops",))),
-        ("latency.png", _present(t, ("clat_mean_us", "lat_mean_us", "clat_p99_us", "lat_p99_us"))),
-    ]
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
-        for fname, metrics in figures:
-            if not metrics:
-                continue
-            fig = Figure(figsize=(4.2 * len(panels), 3.2 * len(metrics)), layout="constrained")
-            axes = fig.subplots(len(metrics), len(panels), squeeze=False)
-            for j, (key, grp) in enumerate(panels):
-                for i, m in enumerate(metrics):
-                    ax = axes[i][j]
-                    for d in designs:
-                        s = grp[grp["design"] == d].sort_values("iodepth")
-                        if s.empty:
-                            continue
-                        lo = (s[f"{m}_meas"] - s[f"{m}_lo"]).fillna(0).to_numpy()
-                        hi = (s[f"{m}_hi"] - s[f"{m}_meas"]).fillna(0).to_numpy()
-                        ax.errorbar(
-                            s["iodepth"],
-                            s[f"{m}_meas"],
-                            yerr=[lo, hi],
-                            fmt="o",
-                            color=colors[d],
-                            capsize=3,
-                            label=f"{d} measured",
-                        )
-                        ax.plot(
-                            s["iodepth"],
-                            s[f"{m}_pred"],
-                            "--",
-                            color=colors[d],
-                            label=f"{d} predicted",
-                        )
-                    ax.set_xlabel("iodepth")
-                    ax.set_ylabel(m.replace("_us", " (us)"))
-                    ax.set_title(_panel_title(key))
-                    ax.set_xticks(sorted(grp["iodepth"].unique()))
-            axes[0][0].legend(fontsize="small")
-            fig.suptitle(
-                f"{v.profile} vs {v.dataset}: measured (points, {100 * v.level:g} % CI)"
-                " and predicted (dashed)"
-            )
-            path = out / fname
-            _save(fig, path)
-            written.append(path)
-        written += _cdf_plots(v, out, panels, colors)
-    return written
-
-
-def _cdf_plots(
-    v: Validation,
-    out: Path,
-    panels: list[tuple[tuple[Any, ...], pd.DataFrame]],
-    colors: Mapping[str, Any],
-) -> list[Path]:
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    written = []
-    for key, grp in panels:
-        for kind in LATENCY_KINDS:
-            col = f"{kind}_demerit_us"
-            if col not in grp or not grp[col].notna().any():
-                continue
-            grp_s = grp[grp[col].notna()]
-            designs = list(dict.fromkeys(grp_s["design"]))
-            depths = sorted(grp_s["iodepth"].unique())
-            fig = Figure(figsize=(3.2 * len(depths), 2.6 * len(designs)), layout="constrained")
-            axes = fig.subplots(len(designs), len(depths), squeeze=False)
-            for idx, r in grp_s.iterrows():
-                ax = axes[designs.index(r["design"])][depths.index(r["iodepth"])]
-                row = int(idx)
-                reps = [v.measured.samples(m, kind) for m in v.members[row]]
-                for s in reps:
-                    if s is not None:
-                        sns.ecdfplot(x=s / 1000, ax=ax, color="0.45", linewidth=0.8)
-                res = v.predicted[row]
-                d = str(r["dir"])
-                mask = np.ones(res.ios, dtype=bool) if d == "total" else res.direction(d)
-                pred = (res.clat_ns if kind == "clat" else res.lat_ns)[mask] / 1000
-                sns.ecdfplot(x=pred, ax=ax, color=colors[r["design"]], linewidth=1.6)
-                tops = [float(np.quantile(s, 0.999)) / 1000 for s in reps if s is not None]
-                top = max(float(np.quantile(pred, 0.999)), *tops)
-                ax.set_xlim(left=0, right=top * 1.05)
-                ax.set_title(f"{r['design']} iodepth={r['iodepth']}")
-                ax.set_xlabel(f"{kind} (us)")
-            fig.suptitle(
-                f"{_panel_title(key)}: {kind} CDF\nmeasured repeats (grey), predicted (colour)",
-                fontsize="small",
-            )
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", _panel_title(key)).strip("-")
-            path = out / f"cdf-{kind}-{slug}.png"
-            _save(fig, path)
-            written.append(path)
-    return written
-
-
-def _save(fig: Any, path: Path) -> None:
-    write_atomic(
-        path, lambda tmp: fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
-    )

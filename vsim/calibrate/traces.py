@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,10 @@ from scipy import stats
 
 from vsim.errors import ConfigError
 from vsim.fio import read_fio_json, sample_from_bins
+from vsim.measure import layout
+from vsim.measure.baseline import fio_rows
+from vsim.measure.dataset import load_measured
+from vsim.measure.rules import CalibrationRule, calibration_subset
 from vsim.models.dists import dist_from_dict
 from vsim.outputs import write_atomic
 from vsim.profile import SCHEMA, Profile
@@ -187,19 +190,16 @@ def _wake_preempt(mb: dict[str, np.ndarray], src: str) -> dict[str, Any]:
 MIN_QUIET = 200  # suppressed-kick submissions needed to price guest_submit without the kick
 
 
-def _runs(dataset: Path, use: Any) -> list[tuple[dict[str, Any], RunRecord]]:
+def _runs(dataset: Path, use: CalibrationRule | None) -> list[tuple[dict[str, Any], RunRecord]]:
     """Calibration runs with traces: (manifest row + workload, trace)."""
-    from vsim.calibrate import calibration_subset
-    from vsim.measured import load_measured
-
     ms = calibration_subset(load_measured(dataset), use)
     out = []
     for _, row in ms.points.drop_duplicates("file").iterrows():
-        trace = dataset / "traces" / (Path(str(row["file"])).stem + ".npz")
+        trace = layout.trace_path(dataset, str(row["file"]))
         if trace.exists():
             out.append((dict(row), RunRecord.load(trace)))
     if not out:
-        raise ConfigError(f"{dataset}: no traces for the calibration points (traces/*.npz)")
+        raise ConfigError(f"{dataset}: no traces for the calibration points ({layout.TRACES}/)")
     return out
 
 
@@ -230,34 +230,9 @@ NEEDED_MICROBENCH = (
 )
 
 
-def _provenance(dataset: Path) -> dict[str, Any]:
-    """The dataset's provenance.toml (vsim measure writes it with the first run)."""
-    path = dataset / "provenance.toml"
-    if not dataset.is_dir():
-        raise ConfigError(f"{dataset}: not a directory (give a vsim measure --out dataset)")
-    try:
-        prov = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{dataset}: no provenance.toml: not a vsim measure dataset (vsim measure --out)"
-        ) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    cores = prov.get("cores")
-    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-        raise ConfigError(f"{path}: cores: expected a whole number >= 1, got {cores!r}")
-    return prov
-
-
 def _microbench(dataset: Path) -> dict[str, np.ndarray]:
-    d = dataset / "microbench"
-    out = {}
-    for p in sorted(d.glob("*.npy")):
-        try:
-            with open(p, "rb") as fh:
-                out[p.stem] = np.load(fh, allow_pickle=False).astype(float) / 1e3
-        except (OSError, ValueError, EOFError) as e:
-            raise ConfigError(f"{p}: not a readable microbenchmark sample ({e})") from None
+    """The microbenchmarks' samples in microseconds; every one calibration needs, or one line."""
+    out = {k: v.astype(float) / 1e3 for k, v in layout.load_microbench(dataset).items()}
     missing = [n for n in NEEDED_MICROBENCH if n not in out or out[n].size == 0]
     if missing:
         raise ConfigError(
@@ -269,19 +244,94 @@ def _microbench(dataset: Path) -> dict[str, np.ndarray]:
 
 
 def _fio(dataset: Path) -> pd.DataFrame:
-    from vsim.measure import fio_rows
-
-    rows = [
-        r
-        for f in sorted((dataset / "fio").glob("*.json"))
-        for r in fio_rows(read_fio_json(f)[0], str(f))
-    ]
+    rows = [r for f in layout.fio_files(dataset) for r in fio_rows(read_fio_json(f)[0], str(f))]
     if not rows:
         raise ConfigError(f"{dataset}: no fio baselines (run vsim measure --fio)")
     return pd.DataFrame(rows)
 
 
-def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> TraceCalibration:
+def _m(src: str, method: str) -> dict[str, str]:
+    return {"provenance": "measured", "source": f"{src}; {method}"}
+
+
+def _fixed(v: float, src: str, method: str) -> dict[str, Any]:
+    return {"dist": "fixed", "value_us": round(v, 3), **_m(src, method)}
+
+
+def _both(spec: dict[str, Any]) -> dict[str, Any]:
+    """The same measurement for the user and kernel variants of a host cost."""
+    return {"user": spec, "kernel": dict(spec)}
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What calibration reads from one dataset, and how its sources are named."""
+
+    ds: Path
+    use: CalibrationRule | None
+    prov: dict[str, Any]
+    all_runs: list[tuple[dict[str, Any], RunRecord]]  # every calibration iodepth
+    runs: list[tuple[dict[str, Any], RunRecord]]  # the lowest one: gaps are service there
+    qd: int
+    mb: dict[str, np.ndarray]  # microbenchmark samples, us
+    fio: pd.DataFrame
+
+    @classmethod
+    def read(cls, ds: Path, use: CalibrationRule | None) -> _Inputs:
+        prov = layout.read_provenance(ds)
+        all_runs = _runs(ds, use)
+        qd = min(int(row["iodepth"]) for row, _ in all_runs)
+        runs = [(row, r) for row, r in all_runs if int(row["iodepth"]) == qd]
+        return cls(ds, use, prov, all_runs, runs, qd, _microbench(ds), _fio(ds))
+
+    def _points(self) -> str:
+        return f"points: {self.use or 'dataset marks'}"
+
+    @property
+    def tsrc(self) -> str:
+        where = f"{self.ds} (calibration runs at iodepth {self.qd}; {self._points()})"
+        return f"stage gaps of the reference traces in {where}"
+
+    @property
+    def all_src(self) -> str:
+        return f"stage gaps of the reference traces in {self.where_all}"
+
+    @property
+    def where_all(self) -> str:
+        return f"{self.ds} (calibration runs at every calibration iodepth; {self._points()})"
+
+    @property
+    def mbsrc(self) -> str:
+        return f"vsim measure --microbench in {self.ds}"
+
+    def half(self, name: str) -> np.ndarray:
+        """One way of a microbenchmark's round trip."""
+        return self.mb[name] / 2
+
+    @property
+    def eventfd(self) -> float:
+        return float(np.median(self.half("eventfd")))  # one write or one read
+
+    @property
+    def wake_mean(self) -> float:
+        return float(np.mean(self.half("wakeup_cross_cpu_blocking")))
+
+    @property
+    def reap_event(self) -> float:
+        return float(np.median(self.mb["aio_getevents_per_event"]))
+
+    @property
+    def reap_call(self) -> float:
+        return max(float(np.median(self.mb["aio_getevents"])) - self.reap_event, 0.0)
+
+    def gaps(self, a: str, b: str) -> np.ndarray:
+        """Stage a -> stage b of every I/O of the lowest-iodepth runs (us)."""
+        return np.concatenate([_gap(r, a, b) for _, r in self.runs])
+
+
+def calibrate_from_runs(
+    datasets: list[Path], *, use: CalibrationRule | None = None, name: str
+) -> TraceCalibration:
     """Fit every number of a profile from `vsim measure` datasets (calibration points only).
 
     CPU latencies come from the wake-up microbenchmarks (one-way = half a round trip); guest
@@ -290,47 +340,49 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
     distribution per direction and block size from fio's clat at iodepth 1, and the number of
     channels from the IOPS fio sustains at its highest iodepth.
     """
-    ds = datasets[0]
     if len(datasets) > 1:
         raise ConfigError("calibrate: give one dataset directory")
-    prov = _provenance(ds)
-    all_runs = _runs(ds, use)
-    # Costs come from the lowest calibration iodepth: there a stage gap is service, not queueing.
-    qd = min(int(row["iodepth"]) for row, _ in all_runs)
-    runs = [(row, r) for row, r in all_runs if int(row["iodepth"]) == qd]
-    mb = _microbench(ds)
-    fio = _fio(ds)
-    points = f"points: {use or 'dataset marks'}"
-    where = f"{ds} (calibration runs at iodepth {qd}; {points})"
-    where_all = f"{ds} (calibration runs at every calibration iodepth; {points})"
+    inp = _Inputs.read(datasets[0], use)
     notes: list[str] = []
+    prov = inp.prov
+    queue = sorted({int(r.meta.get("queue_size", 0)) for _, r in inp.runs})
+    doc = {
+        "schema": SCHEMA,
+        "name": name,
+        "description": (
+            f"calibrated by vsim calibrate from {inp.ds} on {prov.get('cpu_model', '?')}, "
+            f"{prov.get('cores', '?')} cores, Linux {prov.get('kernel', '?')}, "
+            f"{prov.get('date', '?')}"
+        ),
+        "cpu": _cpu_table(inp, notes),
+        "device": {"queue_size": {"value": queue[-1], **_m(inp.tsrc, "the reference ring's size")}},
+        "costs": _costs_table(inp, notes),
+        "disk": _disk_table(inp),
+    }
+    return TraceCalibration(_strip_notes(doc), notes)
 
-    def m(src: str, method: str) -> dict[str, str]:
-        return {"provenance": "measured", "source": f"{src}; {method}"}
 
-    def cat(a: str, b: str) -> np.ndarray:
-        return np.concatenate([_gap(r, a, b) for _, r in runs])
-
-    half = {k: v / 2 for k, v in mb.items()}
-    eventfd = float(np.median(half["eventfd"]))  # one write or one read
-    wake_idle = half["wakeup_cross_cpu_blocking"]
-    wake_busy = half["wakeup_same_cpu_blocking"]
-    poll = half["wakeup_cross_cpu_polling"]
-    mbsrc = f"vsim measure --microbench in {ds}"
+def _cpu_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
+    """[cpu]: the host's CPUs, wake-up latencies from the microbenchmarks, the scheduler's
+    placement patterns from the traces' CPU columns."""
+    mbsrc = inp.mbsrc
     cpu: dict[str, Any] = {
-        "host_cpus": {"value": int(prov["cores"]), **m(f"{ds}/provenance.toml", "cores")},
-        "guest_vcpus": {"value": 1, **m("the reference guest", "one process, one thread")},
+        "host_cpus": {
+            "value": int(inp.prov["cores"]),
+            **_m(f"{inp.ds}/{layout.PROVENANCE}", "cores"),
+        },
+        "guest_vcpus": {"value": 1, **_m("the reference guest", "one process, one thread")},
         "wakeup_idle": {
-            **fit_dist(wake_idle, "wakeup_idle"),
-            **m(mbsrc, "half the cross-CPU blocking eventfd round trip"),
+            **fit_dist(inp.half("wakeup_cross_cpu_blocking"), "wakeup_idle"),
+            **_m(mbsrc, "half the cross-CPU blocking eventfd round trip"),
         },
         "wakeup_busy": {
-            **fit_dist(wake_busy, "wakeup_busy"),
-            **m(mbsrc, "half the same-CPU blocking eventfd round trip"),
+            **fit_dist(inp.half("wakeup_same_cpu_blocking"), "wakeup_busy"),
+            **_m(mbsrc, "half the same-CPU blocking eventfd round trip"),
         },
         "poll_detect": {
-            **fit_dist(poll, "poll_detect"),
-            **m(mbsrc, "half the cross-CPU polling round trip"),
+            **fit_dist(inp.half("wakeup_cross_cpu_polling"), "poll_detect"),
+            **_m(mbsrc, "half the cross-CPU polling round trip"),
         },
         "backend_lock": {
             "value": 1,
@@ -338,128 +390,124 @@ def calibrate_from_runs(datasets: list[Path], *, use: Any = None, name: str) -> 
             "source": "the reference backend's threads are Python threads of one process: "
             "they hold CPython's global interpreter lock to run and drop it when they block",
         },
-        "wake_preempt": _wake_preempt(mb, mbsrc),
+        "wake_preempt": _wake_preempt(inp.mb, mbsrc),
     }
-    wake_mean = float(np.mean(wake_idle))
-    submit_iocb = float(np.median(mb["aio_submit_per_iocb"]))
-    reap_event = float(np.median(mb["aio_getevents_per_event"]))
-    reap_call = max(float(np.median(mb["aio_getevents"])) - reap_event, 0.0)
-    tsrc = f"stage gaps of the reference traces in {where}"
-    all_src = f"stage gaps of the reference traces in {where_all}"
-    placement = _placement(all_runs, f"the reference traces in {where_all}")
+    placement = _placement(inp.all_runs, f"the reference traces in {inp.where_all}")
     if placement is None:
         notes.append("no CPU placement change in the traces: threads are placed freely")
     else:
         cpu["placement"] = placement
+    return cpu
 
-    def fixed(v: float, src: str, method: str) -> dict[str, Any]:
-        return {"dist": "fixed", "value_us": round(v, 3), **m(src, method)}
 
-    # Trace gaps at the calibration points (microseconds).
-    kicked = np.concatenate([_submit_gaps(r, kicked=True) for _, r in runs])
-    quiet = np.concatenate([_submit_gaps(r, kicked=False) for _, r in all_runs])
+def _guest_submit_and_kick(inp: _Inputs) -> tuple[np.ndarray, dict[str, Any], tuple[str, str]]:
+    """The guest's submission (samples) and the kick (a fixed cost), with their sources."""
+    kicked = np.concatenate([_submit_gaps(r, kicked=True) for _, r in inp.runs])
+    quiet = np.concatenate([_submit_gaps(r, kicked=False) for _, r in inp.all_runs])
     if len(quiet) >= MIN_QUIET:
         # Submissions whose kick was suppressed price the guest's own work; a kick that wakes
         # the sleeping backend costs the guest the difference of the medians (the eventfd
         # write and the waker's share of the wake-up). The tails are left to guest_submit:
         # there they are preemption and host noise, which the model produces or samples.
-        guest_submit = quiet
         kick = max(float(np.median(kicked) - np.median(quiet)), 0.0)
-        kick_spec = fixed(
+        kick_spec = _fixed(
             kick,
-            all_src,
-            f"median submit -> kick returned of kicked submissions at iodepth {qd} "
+            inp.all_src,
+            f"median submit -> kick returned of kicked submissions at iodepth {inp.qd} "
             f"(n={len(kicked)}) minus that of submissions with the kick suppressed "
             f"(n={len(quiet)}): the eventfd write and the waker's share of waking the backend",
         )
-        submit_src = (all_src, "submit -> kick returned of submissions with the kick suppressed")
-    else:  # no suppressed kicks (iodepth 1 only): the eventfd write alone
-        kick = float(np.median(half["eventfd"]))
-        guest_submit = np.clip(kicked - kick, 0, None)
-        kick_spec = fixed(kick, mbsrc, "one eventfd write: half the eventfd write+read")
-        submit_src = (tsrc, "submit -> kick returned (backend popped later), minus kick")
-    # fio's loop: from one reap to the next submission (iodepth 1: one I/O at a time).
+        src = (inp.all_src, "submit -> kick returned of submissions with the kick suppressed")
+        return quiet, kick_spec, src
+    # no suppressed kicks (iodepth 1 only): the eventfd write alone
+    kick = inp.eventfd
+    kick_spec = _fixed(kick, inp.mbsrc, "one eventfd write: half the eventfd write+read")
+    src = (inp.tsrc, "submit -> kick returned (backend popped later), minus kick")
+    return np.clip(kicked - kick, 0, None), kick_spec, src
+
+
+def _guest_loop(inp: _Inputs) -> np.ndarray:
+    """fio's loop: from one reap to the next submission (iodepth 1: one I/O at a time)."""
     loop_gaps = []
-    for _, r in runs:
+    for _, r in inp.runs:
         sub, reap = np.sort(r.stages["submit_ns"]), np.sort(r.stages["reap_ns"])
         g = (sub[1:] - reap[:-1]) / 1e3
         loop_gaps.append(g[g >= 0])
-    guest_loop = np.concatenate(loop_gaps)
-    kick_to_pop = cat("kick_ns", "pop_ns")
-    pop = np.clip(kick_to_pop - wake_mean - eventfd, 0, None)
-    submit_call = np.clip(cat("pop_ns", "io_submit_ns") - submit_iocb, 0, None)
-    push = np.clip(cat("io_complete_ns", "used_push_ns") - reap_event, 0, None)
-    signal = cat("used_push_ns", "signal_ns")
-    guest_complete = np.clip(cat("irq_ns", "reap_ns") - eventfd, 0, None)
+    return np.concatenate(loop_gaps)
 
-    def both(spec: dict[str, Any]) -> dict[str, Any]:
-        return {"user": spec, "kernel": dict(spec)}
 
+def _costs_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
+    """[costs]: the trace gaps at the calibration points, less what the microbenchmarks price."""
+    tsrc, mbsrc, eventfd = inp.tsrc, inp.mbsrc, inp.eventfd
+    submit_iocb = float(np.median(inp.mb["aio_submit_per_iocb"]))
+    guest_submit, kick_spec, submit_src = _guest_submit_and_kick(inp)
+    pop = np.clip(inp.gaps("kick_ns", "pop_ns") - inp.wake_mean - eventfd, 0, None)
+    submit_call = np.clip(inp.gaps("pop_ns", "io_submit_ns") - submit_iocb, 0, None)
+    push = np.clip(inp.gaps("io_complete_ns", "used_push_ns") - inp.reap_event, 0, None)
+    signal = inp.gaps("used_push_ns", "signal_ns")
+    guest_complete = np.clip(inp.gaps("irq_ns", "reap_ns") - eventfd, 0, None)
     costs: dict[str, Any] = {
         "guest_submit": {
             **fit_dist(guest_submit, "guest_submit"),
-            **m(*submit_src),
+            **_m(*submit_src),
         },
         "guest_loop": {
-            **fit_dist(guest_loop, "guest_loop"),
-            **m(tsrc, "one I/O reaped -> the next submitted (iodepth 1, consecutive I/Os)"),
+            **fit_dist(_guest_loop(inp), "guest_loop"),
+            **_m(tsrc, "one I/O reaped -> the next submitted (iodepth 1, consecutive I/Os)"),
         },
         "kick": kick_spec,
-        "guest_irq": fixed(eventfd, mbsrc, "one eventfd read"),
+        "guest_irq": _fixed(eventfd, mbsrc, "one eventfd read"),
         "guest_complete": {
             **fit_dist(guest_complete, "guest_complete"),
-            **m(tsrc, "irq wait returned -> reaped, minus one eventfd read"),
+            **_m(tsrc, "irq wait returned -> reaped, minus one eventfd read"),
         },
-        "wait_return": both(fixed(0.0, tsrc, "not separable in the trace: included in pop")),
-        "notify_read": both(fixed(eventfd, mbsrc, "one eventfd read")),
-        "pop": both(
+        "wait_return": _both(_fixed(0.0, tsrc, "not separable in the trace: included in pop")),
+        "notify_read": _both(_fixed(eventfd, mbsrc, "one eventfd read")),
+        "pop": _both(
             {
                 **fit_dist(pop, "pop"),
-                **m(tsrc, "kick -> popped, minus a mean idle wake-up and an eventfd read"),
+                **_m(tsrc, "kick -> popped, minus a mean idle wake-up and an eventfd read"),
             }
         ),
-        "submit_call": both(
+        "submit_call": _both(
             {
                 **fit_dist(submit_call, "submit_call"),
-                **m(tsrc, "popped -> io_submit returned, minus one iocb"),
+                **_m(tsrc, "popped -> io_submit returned, minus one iocb"),
             }
         ),
-        "submit_iocb": both(fixed(submit_iocb, mbsrc, "io_submit per iocb in a batch of 8")),
-        "reap_call": both(fixed(reap_call, mbsrc, "io_getevents of one event minus one event")),
-        "reap_event": both(fixed(reap_event, mbsrc, "io_getevents per event in a batch")),
-        "push": both(
+        "submit_iocb": _both(_fixed(submit_iocb, mbsrc, "io_submit per iocb in a batch of 8")),
+        "reap_call": _both(
+            _fixed(inp.reap_call, mbsrc, "io_getevents of one event minus one event")
+        ),
+        "reap_event": _both(_fixed(inp.reap_event, mbsrc, "io_getevents per event in a batch")),
+        "push": _both(
             {
                 **fit_dist(push, "push"),
-                **m(tsrc, "reaped -> used index published, minus one reaped event"),
+                **_m(tsrc, "reaped -> used index published, minus one reaped event"),
             }
         ),
-        "signal": both(
-            {**fit_dist(signal, "signal"), **m(tsrc, "used index published -> irq eventfd written")}
+        "signal": _both(
+            {
+                **fit_dist(signal, "signal"),
+                **_m(tsrc, "used index published -> irq eventfd written"),
+            }
         ),
     }
     notes.append(
         "both designs run as user-space threads in the reference backend, so the "
         "user and kernel variants of every host cost are the same measurement"
     )
-    disk = _disk(fio, ds)
+    return costs
+
+
+def _disk_table(inp: _Inputs) -> dict[str, Any]:
+    """[disk]: the real-fio baseline's service and channels, and the host's completion path."""
+    disk = _disk(inp.fio, inp.ds)
+    modelled = inp.wake_mean + inp.eventfd + inp.reap_call + inp.reap_event
     disk["completion"] = _completion(
-        runs, disk["service"], wake_mean + eventfd + reap_call + reap_event, f"{tsrc} and {ds}/fio"
+        inp.runs, disk["service"], modelled, f"{inp.tsrc} and {inp.ds}/{layout.FIO}"
     )
-    queue = sorted({int(r.meta.get("queue_size", 0)) for _, r in runs})
-    doc = {
-        "schema": SCHEMA,
-        "name": name,
-        "description": (
-            f"calibrated by vsim calibrate from {ds} on {prov.get('cpu_model', '?')}, "
-            f"{prov.get('cores', '?')} cores, Linux {prov.get('kernel', '?')}, "
-            f"{prov.get('date', '?')}"
-        ),
-        "cpu": cpu,
-        "device": {"queue_size": {"value": queue[-1], **m(tsrc, "the reference ring's size")}},
-        "costs": costs,
-        "disk": disk,
-    }
-    return TraceCalibration(_strip_notes(doc), notes)
+    return disk
 
 
 def _strip_notes(doc: dict[str, Any]) -> dict[str, Any]:

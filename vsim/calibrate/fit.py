@@ -14,10 +14,11 @@ import tomli_w
 from scipy.optimize import least_squares
 
 from vsim.errors import ConfigError, ProfileError
-from vsim.measured import MeasuredSet
+from vsim.measure.dataset import MeasuredSet
+from vsim.measure.rules import CalibrationRule, calibration_subset
 from vsim.outputs import write_atomic
 from vsim.profile import Profile
-from vsim.validate import CalibrationRule, rule_text, validate
+from vsim.validate.compare import validate
 
 FIT_METRICS = ("iops", "clat_mean_us", "lat_mean_us")
 
@@ -116,28 +117,6 @@ class Fit:
     def write(self, path: str | Path) -> None:
         """Write the fitted profile as TOML."""
         write_atomic(path, tomli_w.dumps(self.document))
-
-
-def calibration_subset(measured: MeasuredSet, use: CalibrationRule | None) -> MeasuredSet:
-    """The measured runs of the calibration points only (`use`, or the dataset's marks)."""
-    pts = measured.points
-    if use is None:
-        mask = pts["calibration"].astype(bool)
-    elif isinstance(use, str):
-        try:
-            mask = pts.eval(use).astype(bool)
-        except Exception as e:  # pandas raises many kinds for a bad query
-            raise ConfigError(f"--use {use!r}: not a valid query ({e})") from None
-    else:
-        mask = pd.Series(True, index=pts.index)
-        for col, values in use.items():
-            if col not in pts.columns:
-                raise ConfigError(f"--use: no column {col!r}")
-            mask &= pts[col].isin(list(values))
-    if not mask.any():
-        what = "the dataset marks no run" if use is None else f"--use {rule_text(use)} matches none"
-        raise ConfigError(f"{what}: no measured point is a calibration point")
-    return MeasuredSet(f"{measured.name} (calibration points)", pts[mask], measured.runs)
 
 
 def _residuals(doc: dict[str, Any], measured: MeasuredSet, ios: int, seed: int) -> pd.DataFrame:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,14 @@ from scipy import stats
 from vsim.engine import simulate
 from vsim.errors import ConfigError
 from vsim.fio import bins_from_ns, latency_summary, percentile_key, sample_from_bins
-from vsim.measured import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
+from vsim.measure.dataset import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
+from vsim.measure.rules import CalibrationRule, rule_mask, rule_text
 from vsim.outputs import made_dirs, write_atomic
+from vsim.precision import CI, mean_ci
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Scenario, Workload, design
+from vsim.validate.report import markdown, summary
 
 #: Spacing of the quantile levels of the demerit figure (DiskSim rms.c: RMS_INCR).
 LEVEL_STEP = 1e-4
@@ -31,7 +34,6 @@ COMPARED = tuple(m for m in METRICS if m != "slat_mean_us")
 GAIN_KEYS = tuple(k for k in POINT_KEYS if k != "design")
 BASELINE, CONTENDER = "virtio-blk", "vhost-blk"
 DEFAULT_IOS = 20_000
-CalibrationRule = str | Mapping[str, Collection[object]]
 
 
 # --------------------------------------------------------------------------- demerit figure
@@ -112,29 +114,6 @@ def noise_floor(samples_of_same_point: Sequence[ArrayLike], p_max: float = 1.0) 
 # --------------------------------------------------------------------------- intervals
 
 
-class CI(NamedTuple):
-    """A point estimate with a confidence interval (low, high NaN when it cannot be formed)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-def mean_ci(values: ArrayLike, level: float = 0.95) -> CI:
-    """Mean and Student-t confidence interval of repeated measurements (NaNs are dropped)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[~np.isnan(v)]
-    n = int(v.size)
-    if n == 0:
-        return CI(math.nan, math.nan, math.nan, 0)
-    m = float(v.mean())
-    if n < 2:
-        return CI(m, math.nan, math.nan, n)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * float(v.std(ddof=1)) / math.sqrt(n)
-    return CI(m, m - half, m + half, n)
-
-
 def gain_ci(baseline: ArrayLike, contender: ArrayLike, level: float = 0.95) -> CI:
     """The gain mean(contender) / mean(baseline) - 1 in %, with a Welch / delta-method CI.
 
@@ -149,21 +128,22 @@ def gain_ci(baseline: ArrayLike, contender: ArrayLike, level: float = 0.95) -> C
     b, c = b[~np.isnan(b)], c[~np.isnan(c)]
     n = int(min(b.size, c.size))
     if n == 0:
-        return CI(math.nan, math.nan, math.nan, 0)
+        return CI.none(math.nan, 0)
     mb, mc = float(b.mean()), float(c.mean())
     if mb <= 0 or mc <= 0:
         raise ConfigError("gain_ci: means must be > 0")
     g = 100.0 * (mc / mb - 1.0)
     if n < 2:
-        return CI(g, math.nan, math.nan, n)
+        return CI.none(g, n)
     vb = float(b.var(ddof=1)) / (b.size * mb * mb)
     vc = float(c.var(ddof=1)) / (c.size * mc * mc)
     if vb + vc == 0.0:
-        return CI(g, g, g, n)
+        return CI.symmetric(g, 0.0, n)
     df = (vb + vc) ** 2 / (vb * vb / (b.size - 1) + vc * vc / (c.size - 1))
     half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(vb + vc)
     log_ratio = math.log(mc / mb)
-    return CI(g, 100.0 * math.expm1(log_ratio - half), 100.0 * math.expm1(log_ratio + half), n)
+    low, high = 100.0 * math.expm1(log_ratio - half), 100.0 * math.expm1(log_ratio + half)
+    return CI(g, low, high, n, (high - low) / 2 / abs(g) if g else math.inf)
 
 
 def rel_err_pct(predicted: float, measured: float) -> float:
@@ -202,22 +182,20 @@ class Validation:
     measured: MeasuredSet = field(repr=False)
     predicted: dict[int, Result] = field(repr=False)  # table row -> its simulated Result
     members: dict[int, list[int]] = field(repr=False)  # table row -> measured rows (repeats)
+    baseline: str = BASELINE  # the gains are contender over baseline
+    contender: str = CONTENDER
 
     def summary(self) -> str:
         """The table, gains and held-out headline as plain text (for a terminal or a log)."""
-        from vsim.validation_report import summary
-
         return summary(self)
 
     def to_markdown(self, plots: Sequence[str] = ()) -> str:
         """The report as Markdown, linking the given plot files."""
-        from vsim.validation_report import markdown
-
         return markdown(self, plots)
 
     def write_report(self, directory: str | Path) -> list[Path]:
         """Write report.md, table.csv, gains.csv, headline.csv, measured.csv and PNG plots."""
-        from vsim.validation_report import plots as draw
+        from vsim.plots.validation import validation_plots  # matplotlib: only to draw
 
         written = []
         with made_dirs(directory) as out:
@@ -230,7 +208,7 @@ class Validation:
                 path = out / f"{name}.csv"
                 write_atomic(path, df.to_csv(index=False, lineterminator="\n"))
                 written.append(path)
-            plots = draw(self, out)
+            plots = validation_plots(self, out)
             report = out / "report.md"
             write_atomic(report, self.to_markdown([p.name for p in plots]))
         return [report, *written, *plots]
@@ -242,14 +220,14 @@ def validate(
     *,
     seed: int = 1,
     ios: int = DEFAULT_IOS,
-    used_for_calibration: CalibrationRule | None = None,
+    use: CalibrationRule | None = None,
     level: float = 0.95,
 ) -> Validation:
     """Predict every measured point with :func:`~vsim.engine.simulate` and compare.
 
     Each point is simulated once (seed ``seed``) from its first run's workload and design with
     ``ios`` I/Os (``number_ios = ceil(ios / numjobs)``, no runtime, no ramp_time: the measured
-    run length is not replayed). ``used_for_calibration`` marks calibration points: a pandas
+    run length is not replayed). ``use`` marks calibration points: a pandas
     query over the point columns (``"iodepth in [1, 8]"``, ``"design == 'virtio-blk'"``) or a
     mapping ``{column: values}``; None takes the dataset's own ``calibration`` marks (a point
     is a calibration point when any of its runs is). Calibration points are excluded from the
@@ -262,8 +240,8 @@ def validate(
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     name = prof.name if isinstance(profile, Profile) else str(profile)
     pts = measured.points
-    if used_for_calibration is not None and not _rule_mask(pts, used_for_calibration).any():
-        raise ConfigError(f"--use {rule_text(used_for_calibration)} matches no measured point")
+    if use is not None and not rule_mask(pts, use).any():
+        raise ConfigError(f"use {rule_text(use)} matches no measured point")
     cache: dict[tuple[str, Workload], Result] = {}
     rows: list[dict[str, Any]] = []
     predicted: dict[int, Result] = {}
@@ -284,8 +262,8 @@ def validate(
     table = pd.DataFrame(rows)
     for col in [c for c in table.columns if c.endswith("_in_ci")]:
         table[col] = table[col].astype("boolean")
-    if used_for_calibration is not None:
-        table["calibration"] = _rule_mask(table, used_for_calibration)
+    if use is not None:
+        table["calibration"] = rule_mask(table, use)
     gains = _gains(table, pts, level)
     return Validation(
         profile=name,
@@ -316,28 +294,6 @@ def _order(key: tuple[Any, ...]) -> tuple[Any, ...]:
         rank,
         point["iodepth"],
     )
-
-
-def rule_text(rule: CalibrationRule) -> str:
-    """A calibration rule as the command line writes it (iodepth=1,8 or the query)."""
-    if isinstance(rule, str):
-        return repr(rule)
-    return ";".join(f"{k}={','.join(str(v) for v in vals)}" for k, vals in rule.items())
-
-
-def _rule_mask(table: pd.DataFrame, rule: CalibrationRule) -> pd.Series:
-    if isinstance(rule, str):
-        try:
-            picked = table[list(POINT_KEYS)].query(rule).index
-        except Exception as exc:  # pandas raises many kinds for a bad expression
-            raise ConfigError(f"used_for_calibration: cannot evaluate {rule!r}: {exc}") from None
-        return pd.Series(table.index.isin(picked), index=table.index)
-    mask = pd.Series(True, index=table.index)
-    for col, values in rule.items():
-        if col not in POINT_KEYS:
-            raise ConfigError(f"used_for_calibration: no column {col!r} ({', '.join(POINT_KEYS)})")
-        mask &= table[col].isin(list(values))
-    return mask
 
 
 def _predicted_metrics(res: Result, d: str) -> tuple[dict[str, float], dict[str, Any]]:

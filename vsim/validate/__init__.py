@@ -1,0 +1,36 @@
+"""Validation: measured runs against the model's predictions, with errors, demerits and gains."""
+
+from vsim.validate.compare import (
+    BASELINE,
+    COMPARED,
+    CONTENDER,
+    DEFAULT_IOS,
+    Validation,
+    cdf_quantiles,
+    demerit,
+    demerit_pct,
+    gain_ci,
+    noise_floor,
+    quantile_levels,
+    rel_err_pct,
+    validate,
+)
+from vsim.validate.report import markdown, summary
+
+__all__ = [
+    "BASELINE",
+    "COMPARED",
+    "CONTENDER",
+    "DEFAULT_IOS",
+    "Validation",
+    "cdf_quantiles",
+    "demerit",
+    "demerit_pct",
+    "gain_ci",
+    "markdown",
+    "noise_floor",
+    "quantile_levels",
+    "rel_err_pct",
+    "summary",
+    "validate",
+]
