@@ -8,25 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import vsim
 from vsim import Scenario, Workload, design, simulate
 from vsim.profile import derived, load_profile
 from vsim.results import STAGES
 from vsim.sweep import grid, run_points
 
+# Every preset (a new one is checked without anyone adding it here), and the polling, pinned
+# and batched variants of the seed's two.
+PRESETS = list(vsim.DESIGNS.values())
 DESIGNS = [
-    design("virtio-blk"),
-    design("vhost-blk"),
-    design("virtio-blk-batched"),
+    *PRESETS,
     design("virtio-blk", poll_us=50.0),
     design("vhost-blk", poll_us=20.0, cpus=(1, 2)),
 ]
+IDS = [f"{d.name}-poll{d.poll_us:g}" + ("-pinned" if d.cpus else "") for d in DESIGNS]
 WORKLOADS = [
     Workload(rw="read", bs=512, iodepth=1, number_ios=3000),
     Workload(rw="randread", bs=4096, iodepth=8, number_ios=3000),
     Workload(rw="rw", bs=512, iodepth=4, number_ios=3000),
     Workload(rw="randwrite", bs=4096, iodepth=32, numjobs=2, number_ios=6000),
 ]
-IDS = [f"{d.name}-poll{d.poll_us:g}" for d in DESIGNS]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,7 @@ def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
     assert r.queues()["disk"] == pytest.approx(r.iops * inside_us / 1e6, rel=0.02)
 
 
-@pytest.mark.parametrize("d", DESIGNS[:2], ids=IDS[:2])
+@pytest.mark.parametrize("d", PRESETS, ids=IDS[: len(PRESETS)])
 def test_determinism(d, seed_profile):  # type: ignore[no-untyped-def]
     s = Scenario(workload=Workload(rw="randread", iodepth=4, number_ios=2000), design=d)
     a = simulate(s, seed=7, profile=seed_profile)
@@ -181,7 +183,7 @@ def test_runtime_and_number_ios_whichever_comes_first(seed_profile):  # type: ig
     assert r.elapsed_s == pytest.approx(0.05) and r.ios < 10**6
 
 
-@pytest.mark.parametrize("d", DESIGNS[:3], ids=IDS[:3])
+@pytest.mark.parametrize("d", PRESETS, ids=IDS[: len(PRESETS)])
 @pytest.mark.parametrize(("iodepth", "numjobs"), [(16, 1), (6, 2)])
 def test_iodepth_beyond_the_queue_waits_for_tags(d, iodepth, numjobs, make_profile):  # type: ignore[no-untyped-def]
     """More I/Os than the queue's 4 descriptors: the excess waits in the guest for a tag.

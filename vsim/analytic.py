@@ -12,6 +12,20 @@ from numpy.typing import NDArray
 
 from vsim.errors import ConfigError
 
+__all__ = [
+    "STATION_KINDS",
+    "MvaResult",
+    "Station",
+    "StationKind",
+    "md1_response",
+    "md1_wait",
+    "mg1_response",
+    "mg1_wait",
+    "mm1_response",
+    "mm1_wait",
+    "mva",
+]
+
 StationKind = Literal["queue", "delay", "multi"]
 STATION_KINDS: tuple[StationKind, ...] = ("queue", "delay", "multi")
 

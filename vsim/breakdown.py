@@ -13,6 +13,25 @@ from numpy.typing import ArrayLike, NDArray
 from vsim.errors import ConfigError
 from vsim.results import STAGES, Result
 
+__all__ = [
+    "BOUNDARIES",
+    "BOUNDARY_ALIASES",
+    "COLUMNS",
+    "OPTIONAL_STAGES",
+    "SEGMENTS",
+    "SEGMENT_LABELS",
+    "SEGMENT_NAMES",
+    "Segment",
+    "StageTrace",
+    "Unit",
+    "breakdown",
+    "breakdown_result",
+    "breakdown_stages",
+    "breakdown_trace",
+    "result_stages",
+    "segment_means",
+]
+
 #: The boundaries of an I/O's path, in order: its start (fio begins io_submit), then the
 #: stages a Result records (vsim.results.STAGES).
 BOUNDARIES: tuple[str, ...] = ("start", *STAGES)

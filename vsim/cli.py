@@ -41,6 +41,8 @@ from vsim.sweep import SEED_GRID, grid, load_table, matching_measured, resimulat
 from vsim.sweep.executors import default_jobs
 from vsim.validate import validate
 
+__all__ = ["FLAGS", "build_parser", "flagged", "main"]
+
 FORMATS = ("table", "csv", "json")
 TABLE_COLUMNS = (
     "profile",

@@ -9,6 +9,12 @@ from vsim.analytic import Station, mva
 from vsim.profile import Profile
 from vsim.scenario import Scenario
 
+__all__ = [
+    "disk_demand_us",
+    "mva_point",
+    "stations",
+]
+
 # E[sqrt(|U1 - U2| * 3)] for independent uniform U1, U2 on [0, 1]: the mean of the square-root
 # seek curve (seek_min + (seek_avg - seek_min) * sqrt(d / (span / 3))) over random offsets.
 _RANDOM_SEEK_FRACTION = math.sqrt(3) * 8 / 15

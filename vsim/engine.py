@@ -27,6 +27,19 @@ from vsim.recorder import BYTES_PER_IO, Recorder
 from vsim.results import Result
 from vsim.scenario import Scenario
 
+__all__ = [
+    "DEFAULT_MAX_IOS",
+    "DEFAULT_PRECISION",
+    "MIN_IOS",
+    "PILOT_IOS",
+    "PILOT_PER_IO",
+    "check_capacity",
+    "check_run_options",
+    "point_key",
+    "simulate",
+    "stream",
+]
+
 DEFAULT_PRECISION = 0.01  # relative 95 % CI half-width of IOPS and mean latency
 DEFAULT_MAX_IOS = 2_000_000  # cap on measured I/Os per point in adaptive runs
 MIN_IOS = 3_000  # first checkpoint of an adaptive run

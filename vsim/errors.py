@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "FioFormatError",
+    "ProfileError",
+    "UnavailableError",
+    "VsimError",
+]
+
 
 class VsimError(Exception):
     """Base class: a problem with the user's input or environment, reported as one line."""

@@ -17,6 +17,34 @@ from vsim.__version__ import __version__
 from vsim.errors import ConfigError, FioFormatError
 from vsim.scenario import Workload, parse_size
 
+__all__ = [
+    "DIRECTIONS",
+    "FIO_IO_U_PLAT_BITS",
+    "FIO_IO_U_PLAT_GROUP_NR",
+    "FIO_IO_U_PLAT_NR",
+    "FIO_IO_U_PLAT_VAL",
+    "FIO_PERCENTILES",
+    "FIO_VERSION",
+    "LATENCIES",
+    "DirectionSamples",
+    "DirectionStats",
+    "FioJob",
+    "JobSamples",
+    "LatencySummary",
+    "bins_from_ns",
+    "fio_json",
+    "latency_summary",
+    "percentile_key",
+    "percentiles_from_bins",
+    "plat_idx_to_val",
+    "plat_idx_to_val_array",
+    "plat_val_to_idx",
+    "plat_val_to_idx_array",
+    "read_fio_document",
+    "read_fio_json",
+    "sample_from_bins",
+]
+
 # fio's latency histogram (stat.h): 29 groups of 64 buckets; values below 128 ns are exact, above
 # that each power-of-two range [2^m, 2^(m+1)) is split into 64 equal buckets (error <= 1/128).
 FIO_IO_U_PLAT_BITS = 6
@@ -341,7 +369,10 @@ def _looks_like_text(source: str) -> bool:
     return "{" in source or "\n" in source
 
 
-def _load_document(source: str | Path | bytes | Mapping[str, Any]) -> Any:
+def read_fio_document(source: str | Path | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
+    """fio's JSON document from a path, the output itself (lines before the first line that
+    starts with ``{``, such as fio's warnings, are skipped) or a parsed document: the one
+    reader of fio output."""
     if isinstance(source, Mapping):
         return source
     if isinstance(source, Path) or (isinstance(source, str) and not _looks_like_text(source)):
@@ -364,6 +395,8 @@ def _load_document(source: str | Path | bytes | Mapping[str, Any]) -> Any:
         raise FioFormatError(
             f"not fio JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    if not isinstance(doc, Mapping):
+        raise FioFormatError("not fio JSON: the top level is not an object")
     return doc
 
 
@@ -511,9 +544,7 @@ def read_fio_json(source: str | Path | bytes | Mapping[str, Any]) -> list[FioJob
     input raises :class:`~vsim.errors.FioFormatError` naming the problem, e.g.
     ``missing jobs[0].read.clat_ns``.
     """
-    doc = _load_document(source)
-    if not isinstance(doc, Mapping):
-        raise FioFormatError("not fio JSON: the top level is not an object")
+    doc = read_fio_document(source)
     jobs = doc.get("jobs")
     if not isinstance(jobs, list):
         raise FioFormatError(

@@ -11,6 +11,12 @@ import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, Event, Process, Timeout
 
+__all__ = [
+    "Kernel",
+    "LeanProcess",
+    "Proc",
+]
+
 # What a model process yields: a SimPy event, or a delay in microseconds (a timeout).
 Proc = Generator[Event | float, Any, Any]
 

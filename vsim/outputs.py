@@ -11,6 +11,14 @@ from pathlib import Path
 from vsim.errors import ConfigError
 from vsim.processes import pid_alive
 
+__all__ = [
+    "check_dir",
+    "check_file",
+    "made_dirs",
+    "remove_stale_tmp",
+    "write_atomic",
+]
+
 _TMP = re.compile(r"^\..+\.vsim-(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
 
 

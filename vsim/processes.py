@@ -8,6 +8,14 @@ import os
 import signal
 from collections.abc import Iterator
 
+__all__ = [
+    "Terminated",
+    "child_init",
+    "die_with_parent",
+    "pid_alive",
+    "sigterm_raises",
+]
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -16,6 +16,20 @@ from vsim.models.params import dist, record_provenance, scalar
 from vsim.models.placement import Placement, parse_pattern
 from vsim.models.syscalls import COST_DOCS, GUEST_OPS, HOST_OPS, OPTIONAL_OPS
 
+__all__ = [
+    "CPU_DOCS",
+    "CPU_KEYS",
+    "CPU_LATENCIES",
+    "SCHEMA",
+    "TOP_KEYS",
+    "Profile",
+    "bundled_profiles",
+    "derived",
+    "load_profile",
+    "profile_digest",
+    "synthetic_profile",
+]
+
 SCHEMA = "vsim-profile/1"
 
 CPU_LATENCIES = ("wakeup_idle", "wakeup_busy", "poll_detect")

@@ -6,6 +6,11 @@ import sys
 from types import TracebackType
 from typing import Any
 
+__all__ = [
+    "Progress",
+    "interactive",
+]
+
 
 def interactive() -> bool:
     """True in a Jupyter kernel or when stderr is a terminal."""

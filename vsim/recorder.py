@@ -10,6 +10,12 @@ import simpy
 
 from vsim.models.guest import IO
 
+__all__ = [
+    "BYTES_PER_IO",
+    "CHUNK",
+    "Recorder",
+]
+
 CHUNK = 1 << 16  # I/O objects buffered before they are packed into columns
 # The columns' bytes per recorded I/O: write (1), slat_ns and clat_ns (8 + 8), six float32
 # stage offsets (24), t_done (8).

@@ -11,6 +11,13 @@ import numpy as np
 from vsim.fio import fio_json, latency_summary, percentile_key
 from vsim.scenario import Scenario
 
+__all__ = [
+    "DIRECTIONS",
+    "LATENCY_METRICS",
+    "STAGES",
+    "Result",
+]
+
 # Stage timestamps kept per I/O (us, float32 offsets from the I/O's start), in path order.
 STAGES = ("issue", "pop", "sub", "dd", "push", "done")
 DIRECTIONS = ("read", "write")

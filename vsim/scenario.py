@@ -9,6 +9,21 @@ from typing import Literal
 
 from vsim.errors import ConfigError
 
+__all__ = [
+    "DESIGNS",
+    "MAX_IODEPTH",
+    "MAX_JOBS",
+    "RW_MODES",
+    "SECTOR",
+    "Context",
+    "Design",
+    "Scenario",
+    "Signal",
+    "Workload",
+    "design",
+    "parse_size",
+]
+
 RW_MODES = ("read", "write", "randread", "randwrite", "rw", "readwrite", "randrw")
 SECTOR = 512
 MAX_JOBS = 4096  # fio's FIO_MAX_JOBS (os/os.h): the most jobs one fio run may have

@@ -20,6 +20,15 @@ from vsim.outputs import write_atomic
 from vsim.profile import Profile
 from vsim.validate.compare import validate
 
+__all__ = [
+    "FIT_METRICS",
+    "Fit",
+    "FreeParam",
+    "apply",
+    "fit_profile",
+    "free_params",
+]
+
 FIT_METRICS = ("iops", "clat_mean_us", "lat_mean_us")
 
 

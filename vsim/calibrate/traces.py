@@ -23,6 +23,20 @@ from vsim.models.dists import dist_from_dict
 from vsim.outputs import write_atomic
 from vsim.profile import SCHEMA, Profile
 from vsim.reference.trace import RunRecord
+from vsim.scenario import DESIGNS
+
+__all__ = [
+    "KS_ALPHA",
+    "KS_MAX_SAMPLES",
+    "LEVELS",
+    "MIN_QUIET",
+    "NEEDED_MICROBENCH",
+    "PREEMPT_P90_US",
+    "WINSOR",
+    "TraceCalibration",
+    "calibrate_from_runs",
+    "fit_dist",
+]
 
 LEVELS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
 WINSOR = 0.999  # samples above this quantile (GC pauses, preemption by other work) are clipped
@@ -117,8 +131,6 @@ def _placement(runs: list[tuple[dict[str, Any], RunRecord]], src: str) -> dict[s
     (the mean over runs of its share of the run's traced I/Os) per backend thread count, and
     the epoch between redraws that gives the traced rate of pattern changes. None when the
     traces show no change (the epoch cannot be told): the model then places threads freely."""
-    from vsim.scenario import DESIGNS
-
     shares: dict[int, dict[tuple[int, ...], float]] = {}
     n_runs: dict[int, int] = {}
     changes = 0

@@ -1,4 +1,4 @@
-"""Measurement campaigns on the real path: interleaved runs, fio baselines, microbenchmarks."""
+"""Measurement campaigns on the reference backend: interleaved runs, traces, microbenchmarks."""
 
 from __future__ import annotations
 
@@ -23,9 +23,24 @@ from vsim.__version__ import __version__
 from vsim.errors import ConfigError
 from vsim.fio import fio_json
 from vsim.measure import layout
+from vsim.measure.dataset import load_measured
 from vsim.outputs import made_dirs, write_atomic
 from vsim.precision import mean_ci
+from vsim.reference.microbench import microbench
+from vsim.reference.runner import run
 from vsim.scenario import Workload, design
+
+__all__ = [
+    "Campaign",
+    "head",
+    "measure",
+    "measure_microbench",
+    "provenance",
+    "record_fio_json",
+    "run_name",
+    "summarise",
+    "write_provenance",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,8 +182,6 @@ def head(record: Any, n: int | None) -> Any:
 
 def summarise(dataset: Path) -> pd.DataFrame:
     """Mean and 95 % CI over repeats of IOPS and latencies, per point of a measured dataset."""
-    from vsim.measure.dataset import load_measured
-
     pts = load_measured(dataset).points
     keys = ["design", "rw", "dir", "bs", "iodepth"]
     rows = []
@@ -198,8 +211,6 @@ def measure(
     leaves nothing. An existing dataset is refused unless `append`: then its runs stay, the new
     ones take the next repeat numbers, and this campaign's provenance goes beside the earlier.
     """
-    from vsim.measure.dataset import load_measured
-    from vsim.reference import run
 
     layout.check_dataset(out, "runs", append=append)
     manifest = layout.manifest_rows(out / layout.MANIFEST)
@@ -277,7 +288,6 @@ def measure_microbench(
     the summary CSV. An existing microbench/ part is refused unless `append` or `names` (which
     add to it): the other benchmarks' files and rows stay, a benchmark run again replaces its
     own samples, and this run's provenance goes beside the earlier (provenance-<names>.toml)."""
-    from vsim.reference import microbench
 
     mb_dir = out / layout.MICROBENCH
     layout.check_dataset(out, "microbench", append=append or names is not None)

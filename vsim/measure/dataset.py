@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,14 +63,25 @@ from vsim.fio import (
     FioJob,
     LatencySummary,
     percentiles_from_bins,
+    read_fio_document,
     read_fio_json,
     sample_from_bins,
 )
+from vsim.measure.layout import MANIFEST, POINTS, find_dataset
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import Workload, design, parse_size
 
-MANIFEST = "manifest.csv"
-POINTS = "points.csv"
+__all__ = [
+    "COLUMNS",
+    "DIRS",
+    "LATENCY_KINDS",
+    "METRICS",
+    "POINT_KEYS",
+    "MeasuredRun",
+    "MeasuredSet",
+    "load_measured",
+]
+
 #: The columns that identify a measured point (the repeats of a point share them).
 POINT_KEYS = ("design", "rw", "dir", "bs", "iodepth", "numjobs", "rwmixread")
 #: Measured metrics of a tidy row (NaN when not measured).
@@ -120,7 +129,6 @@ _KNOWN = {
 }
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
-_LINE_START_BRACE = re.compile(r"^\{", re.MULTILINE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,11 +200,14 @@ def load_measured(
 ) -> MeasuredSet:
     """Load a measured dataset (see the module docstring for the formats).
 
-    ``source`` is a directory (its ``manifest.csv`` and ``points.csv`` are used when present), a
-    fio JSON file or a list of them; ``manifest`` names a manifest explicitly (its ``file``
-    entries are relative to it).
+    ``source`` is a directory (its ``manifest.csv`` and ``points.csv`` are used when present),
+    the name of a dataset shipped with vsim (``seed-2011``, also as ``validation/seed-2011``
+    outside the checkout), a fio JSON file or a list of them; ``manifest`` names a manifest
+    explicitly (its ``file`` entries are relative to it).
     """
     runs: list[MeasuredRun] = []
+    if isinstance(source, str | Path):
+        source = find_dataset(source)
     if isinstance(source, str | Path) and Path(source).is_dir():
         root = Path(source)
         mpath = Path(manifest) if manifest is not None else root / MANIFEST
@@ -428,25 +439,15 @@ def _read_points(path: Path, root: Path) -> list[MeasuredRun]:
 # --------------------------------------------------------------------------- fio files
 
 
-def _read_document(path: Path, label: str) -> dict[str, Any]:
+def _read_document(path: Path, label: str) -> Mapping[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise FioFormatError(f"{label}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise FioFormatError(f"{label}: not UTF-8 text") from None
-    m = _LINE_START_BRACE.search(text)
-    if m is None:
-        raise FioFormatError(f"{label}: not fio JSON (no line starts with '{{')")
     try:
-        doc, _ = json.JSONDecoder().raw_decode(text, m.start())
-    except json.JSONDecodeError as exc:
-        raise FioFormatError(
-            f"{label}: not fio JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    if not isinstance(doc, dict):
-        raise FioFormatError(f"{label}: not fio JSON (the top level is not an object)")
-    return doc
+        return read_fio_document(data)
+    except FioFormatError as exc:
+        raise FioFormatError(f"{label}: {exc}") from None
 
 
 def _vsim_design(doc: Mapping[str, Any], label: str) -> str | None:

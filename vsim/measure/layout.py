@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ __all__ = [
     "RUNS",
     "SUMMARY",
     "TRACES",
+    "bundled_datasets",
     "check_dataset",
+    "find_dataset",
     "fio_files",
     "first_repeats",
     "load_microbench",
@@ -203,6 +206,29 @@ def read_provenance(dataset: Path) -> dict[str, Any]:
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ConfigError(f"{path}: cores: expected a whole number >= 1, got {cores!r}")
     return prov
+
+
+def bundled_datasets() -> dict[str, Path]:
+    """The measured datasets shipped with vsim (validation/ in the checkout), by name."""
+    try:
+        root = resources.files("vsim.datasets")
+    except ModuleNotFoundError:  # an install without them
+        return {}
+    out = {}
+    for entry in root.iterdir():
+        if entry.is_dir() and any((entry / f).is_file() for f in (MANIFEST, POINTS)):
+            out[entry.name] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def find_dataset(source: str | Path) -> Path:
+    """`source` itself when it exists, else the bundled dataset it names (``seed-2011`` or
+    ``validation/seed-2011``, as in the checkout), else `source` (the reader then says it is
+    missing)."""
+    p = Path(source)
+    if p.exists() or len(p.parts) > 2 or (len(p.parts) == 2 and p.parts[0] != "validation"):
+        return p
+    return bundled_datasets().get(p.name, p)
 
 
 def trace_path(dataset: Path, run_file: str) -> Path:

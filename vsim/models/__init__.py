@@ -1,1 +1,3 @@
 """The simulated path's components: guest, virtqueue, syscall costs, CPUs, disk and backends."""
+
+__all__: list[str] = []  # the modules are imported by name: vsim.models.guest, ...

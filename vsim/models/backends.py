@@ -17,6 +17,10 @@ from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Design
 
+__all__ = [
+    "Backend",
+]
+
 
 class Backend:
     """The device side of the virtqueue: pops requests, submits them to the disk (Linux AIO),

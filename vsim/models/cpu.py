@@ -13,6 +13,13 @@ from simpy.events import NORMAL
 from vsim.kernel import LeanProcess, Proc
 from vsim.models.monitor import Busy, Level, Registry
 
+__all__ = [
+    "Cpu",
+    "Lock",
+    "Notifier",
+    "Thread",
+]
+
 
 class Cpu:
     """One host CPU: at most one thread runs on it; others wait in FIFO order.

@@ -16,6 +16,20 @@ from vsim.models.dists import Dist, Sampler, check_keys, sampler
 from vsim.models.monitor import Registry
 from vsim.models.params import dist, scalar
 
+__all__ = [
+    "DISK_MODELS",
+    "DISK_PARAMS",
+    "OPTIONAL",
+    "Disk",
+    "DiskRequest",
+    "Done",
+    "HddTimes",
+    "Request",
+    "ServiceTimes",
+    "build_disk",
+    "parse_disk",
+]
+
 DISK_MODELS = ("fixed", "empirical", "parallel", "hdd")
 
 # Parameters of each model (every value a {value, provenance, source} table or a distribution).

@@ -12,6 +12,17 @@ import numpy as np
 
 from vsim.errors import ProfileError
 
+__all__ = [
+    "BLOCK",
+    "DIST_PARAMS",
+    "PROVENANCE_KEYS",
+    "Dist",
+    "Sampler",
+    "check_keys",
+    "dist_from_dict",
+    "sampler",
+]
+
 BLOCK = 1024  # random numbers drawn per refill of a sampler
 
 

@@ -15,6 +15,14 @@ from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Workload
 
+__all__ = [
+    "IO",
+    "UNIT",
+    "FioJob",
+    "TagWait",
+    "Vcpu",
+]
+
 UNIT = Dist("uniform", low_us=0.0, high_us=1.0)  # the unit interval (not a time)
 
 

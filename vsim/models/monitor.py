@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "Busy",
+    "Level",
+    "Registry",
+]
+
 
 class Level:
     """The time integral of a piecewise-constant level (busy 0/1, queue length, ...)."""

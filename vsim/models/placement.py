@@ -10,6 +10,12 @@ import numpy as np
 from vsim.kernel import Proc
 from vsim.models.cpu import Cpu, Thread
 
+__all__ = [
+    "Placement",
+    "parse_pattern",
+    "placer",
+]
+
 
 @dataclass(frozen=True)
 class Placement:

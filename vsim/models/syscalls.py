@@ -12,6 +12,15 @@ from vsim.models.dists import Sampler, sampler
 if TYPE_CHECKING:  # the profile reads the operation names from here
     from vsim.profile import Profile
 
+__all__ = [
+    "COST_DOCS",
+    "GUEST_OPS",
+    "HOST_OPS",
+    "OPTIONAL_OPS",
+    "Costs",
+    "RngFor",
+]
+
 RngFor = Callable[[str], np.random.Generator]
 
 # Operation costs (CPU time, microseconds) the engine charges. Host operations may have separate

@@ -7,6 +7,12 @@ from typing import Any
 
 from vsim.models.monitor import Level
 
+__all__ = [
+    "U16",
+    "Virtqueue",
+    "need_event",
+]
+
 U16 = 0x10000
 
 

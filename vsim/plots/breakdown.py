@@ -27,6 +27,10 @@ from vsim.plots.tables import (
     unique,
 )
 
+__all__ = [
+    "plot_breakdown",
+]
+
 # ------------------------------------------------------------------------------ breakdown
 
 

@@ -29,6 +29,11 @@ from vsim.plots.tables import (
 )
 from vsim.results import Result
 
+__all__ = [
+    "cdf_samples",
+    "plot_cdf",
+]
+
 # ------------------------------------------------------------------------------ CDF
 
 

@@ -1,4 +1,4 @@
-"""Figures shared by notebooks, reports and the CLI: IOPS, latency, CDFs and breakdowns."""
+"""IOPS and latency against iodepth, any figure by its kind, and saving a figure."""
 
 from __future__ import annotations
 

@@ -23,6 +23,11 @@ from vsim.plots.cdf import cdf_samples, plot_cdf
 from vsim.plots.figures import plot_iops, plot_latency, save
 from vsim.results import Result
 
+__all__ = [
+    "REPORT_FORMATS",
+    "write_report",
+]
+
 REPORT_FORMATS = (".html", ".htm", ".md")
 _CSS = """
 body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #222;

@@ -24,6 +24,22 @@ from vsim.plots.tables import (
     constants,
 )
 
+__all__ = [
+    "DESIGN_COLORS",
+    "LINESTYLES",
+    "RC",
+    "SEGMENT_COLORS",
+    "VsimFigure",
+    "design_colors",
+    "finish",
+    "iodepth_axis",
+    "legend_below",
+    "marker_size",
+    "new_figure",
+    "styled",
+    "thousands",
+]
+
 #: Fixed colours of the preset designs (seaborn's colour-blind palette), the same in every plot.
 DESIGN_COLORS: dict[str, str] = {
     "virtio-blk": "#0173b2",

@@ -13,6 +13,23 @@ from numpy.typing import NDArray
 from vsim.errors import ConfigError
 from vsim.precision import ci_halfwidth
 
+__all__ = [
+    "METHODS",
+    "MIXED",
+    "PANEL_KEYS",
+    "REPLICATE_KEYS",
+    "ci95",
+    "constants",
+    "direction_totals",
+    "panel_keys",
+    "panel_title",
+    "per_run",
+    "require_columns",
+    "size_label",
+    "summarise",
+    "unique",
+]
+
 # Columns that split a table into panels when they take more than one value.
 PANEL_KEYS = ("profile", "method", "rw", "bs", "numjobs")
 REPLICATE_KEYS = ("seed", "repeat")

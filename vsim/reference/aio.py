@@ -11,6 +11,16 @@ from vsim.errors import UnavailableError
 from vsim.reference.engine import Completion, IoEngine, IoRequest
 from vsim.reference.linux import syscall, syscall_number
 
+__all__ = [
+    "IOCB_CMD_NOOP",
+    "IOCB_CMD_PREAD",
+    "IOCB_CMD_PWRITE",
+    "IOCB_FLAG_RESFD",
+    "AioEngine",
+    "IoEvent",
+    "Iocb",
+]
+
 IOCB_CMD_PREAD = 0
 IOCB_CMD_PWRITE = 1
 IOCB_CMD_NOOP = 6

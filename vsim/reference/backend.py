@@ -35,6 +35,11 @@ from vsim.reference.linux import (
 from vsim.reference.ring import Chain, Device
 from vsim.scenario import Design
 
+__all__ = [
+    "RECORD_FIELDS",
+    "Backend",
+]
+
 # One backend trace row per request: fields of the lists in ``Backend.records``.
 (
     R_IO,

@@ -1,4 +1,4 @@
-"""The I/O engine interface (submit a batch, reap completions, a completion eventfd), a factory."""
+"""The I/O engine interface: submit a batch, reap completions, signal them on an eventfd."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from typing import ClassVar, NamedTuple, Self
 
 from vsim.errors import ConfigError
 from vsim.reference.linux import new_eventfd
+
+__all__ = [
+    "Completion",
+    "IoEngine",
+    "IoRequest",
+]
 
 
 class IoRequest(NamedTuple):

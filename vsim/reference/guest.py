@@ -27,6 +27,13 @@ from vsim.reference.ring import Buffer, Driver
 from vsim.reference.storage import bad_sectors, stamp
 from vsim.scenario import Workload
 
+__all__ = [
+    "GuestConfig",
+    "GuestJob",
+    "guest_main",
+    "io_pattern",
+]
+
 _CHUNK = 4096
 _STATUS_PENDING = 0xFF
 

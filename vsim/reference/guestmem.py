@@ -10,6 +10,24 @@ import numpy as np
 
 from vsim.reference.ring import RingLayout
 
+__all__ = [
+    "CTL_ABORT",
+    "CTL_COMPLETED",
+    "CTL_GO",
+    "CTL_WORDS",
+    "OUTHDR",
+    "PAGE",
+    "SECTOR",
+    "VIRTIO_BLK_S_IOERR",
+    "VIRTIO_BLK_S_OK",
+    "VIRTIO_BLK_S_UNSUPP",
+    "VIRTIO_BLK_T_IN",
+    "VIRTIO_BLK_T_OUT",
+    "GuestMemory",
+    "MemoryLayout",
+    "queue_size_for",
+]
+
 PAGE = mmap.PAGESIZE
 VIRTIO_BLK_T_IN = 0
 VIRTIO_BLK_T_OUT = 1

@@ -10,6 +10,23 @@ from typing import Any
 
 from vsim.errors import ConfigError, UnavailableError
 
+__all__ = [
+    "RAMFS_MAGIC",
+    "TMPFS_MAGIC",
+    "BufferAddress",
+    "check_cpu",
+    "current_cpu",
+    "eventfd_drain",
+    "filesystem_type",
+    "libc",
+    "memory_barrier",
+    "memory_filesystem",
+    "new_eventfd",
+    "pin_thread",
+    "syscall",
+    "syscall_number",
+]
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 libc.sched_getcpu.restype = ctypes.c_int

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from vsim.errors import ConfigError, UnavailableError
 from vsim.processes import child_init
+from vsim.reference.aio import AioEngine
 from vsim.reference.engine import IoRequest
 from vsim.reference.linux import (
     BufferAddress,
@@ -26,6 +27,16 @@ from vsim.reference.linux import (
     pin_thread,
 )
 from vsim.reference.storage import Target, create_scratch, stamp
+from vsim.reference.uring import UringEngine
+
+__all__ = [
+    "BENCHMARKS",
+    "PREEMPT_GAP_US",
+    "Distribution",
+    "MicrobenchResult",
+    "check_names",
+    "microbench",
+]
 
 BENCHMARKS = (
     "eventfd",
@@ -385,13 +396,9 @@ def _io_bench(
             del data
         out.results[name] = Distribution(name, samples, f"os.pwritev of {bs} B, O_DIRECT, random")
     elif name.startswith("aio_"):
-        from vsim.reference.aio import AioEngine
-
         with _Mapped(buf) as base, AioEngine(target.fd, batch) as eng:
             _aio_bench(name, out, eng, base, page, n, bs, batch, offset)
     elif name.startswith("uring_"):
-        from vsim.reference.uring import UringEngine
-
         with _Mapped(buf) as base, UringEngine(target.fd, batch) as ring:
             if name == "uring_enter_nop":
                 note = "io_uring_enter submitting and reaping a NOP"

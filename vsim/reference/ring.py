@@ -10,6 +10,24 @@ from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from vsim.reference.linux import BufferAddress, memory_barrier
 
+__all__ = [
+    "MAX_QUEUE_SIZE",
+    "VIRTQ_AVAIL_F_NO_INTERRUPT",
+    "VIRTQ_DESC_F_NEXT",
+    "VIRTQ_DESC_F_WRITE",
+    "VIRTQ_USED_F_NO_NOTIFY",
+    "Buffer",
+    "Chain",
+    "Descriptor",
+    "Device",
+    "Driver",
+    "RingError",
+    "RingFull",
+    "RingLayout",
+    "T",
+    "vring_need_event",
+]
+
 VIRTQ_DESC_F_NEXT = 1
 VIRTQ_DESC_F_WRITE = 2
 VIRTQ_AVAIL_F_NO_INTERRUPT = 1

@@ -35,6 +35,12 @@ from vsim.reference.trace import STAGES, RunRecord
 from vsim.scenario import Design, Workload
 from vsim.scenario import design as preset
 
+__all__ = [
+    "NUDGE_AFTER_S",
+    "STALL_AFTER_S",
+    "run",
+]
+
 NUDGE_AFTER_S = 2.0  # no guest progress this long: wake both sides (a lost notification?)
 STALL_AFTER_S = 10.0  # no progress this long: give up
 _POLL_SWITCH_INTERVAL = 50e-6

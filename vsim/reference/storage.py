@@ -26,6 +26,23 @@ from vsim.processes import pid_alive
 from vsim.reference.linux import memory_filesystem
 from vsim.scenario import Workload
 
+__all__ = [
+    "DEFAULT_SCRATCH_SIZE",
+    "SCRATCH_PREFIX",
+    "SECTOR",
+    "Target",
+    "U64Array",
+    "bad_sectors",
+    "check_directory",
+    "create_scratch",
+    "fill",
+    "open_existing",
+    "open_target",
+    "read_back",
+    "remove_stale_scratch",
+    "stamp",
+]
+
 SECTOR = 512
 DEFAULT_SCRATCH_SIZE = 64 << 20
 _WORDS = SECTOR // 8

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 from vsim.reference.engine import Completion, IoEngine, IoRequest
 
+__all__ = [
+    "ThreadPoolEngine",
+]
+
 _STOP = IoRequest(-1, False, 0, 0, 0)
 
 

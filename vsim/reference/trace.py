@@ -13,6 +13,12 @@ import numpy.typing as npt
 
 from vsim.errors import ConfigError
 
+__all__ = [
+    "STAGES",
+    "Array",
+    "RunRecord",
+]
+
 # Stage timestamps (CLOCK_MONOTONIC ns), in path order; 0 where a stage did not happen
 # (irq_ns: the I/O was reaped without waiting for an interrupt; signal_ns: no signal followed).
 STAGES = (

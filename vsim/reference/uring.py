@@ -13,6 +13,20 @@ from vsim.errors import UnavailableError
 from vsim.reference.engine import Completion, IoEngine, IoRequest
 from vsim.reference.linux import BufferAddress, syscall, syscall_number
 
+__all__ = [
+    "IORING_ENTER_GETEVENTS",
+    "IORING_OFF_CQ_RING",
+    "IORING_OFF_SQES",
+    "IORING_OFF_SQ_RING",
+    "IORING_OP_NOP",
+    "IORING_OP_READV",
+    "IORING_OP_WRITEV",
+    "IORING_REGISTER_EVENTFD",
+    "Cqe",
+    "Sqe",
+    "UringEngine",
+]
+
 IORING_OP_NOP = 0
 IORING_OP_READV = 1
 IORING_OP_WRITEV = 2

@@ -10,6 +10,13 @@ from typing import Any, TypeVar
 from vsim.errors import ConfigError, UnavailableError
 from vsim.processes import child_init
 
+__all__ = [
+    "R",
+    "T",
+    "default_jobs",
+    "run_unordered",
+]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -1,4 +1,4 @@
-"""Sweeps: factorial grids of scenarios, per-point seeding, serial or pooled execution."""
+"""Sweep grids: factorial grids of scenarios, per-point seeding, the run of every point."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ from vsim.scenario import Scenario, Workload, design
 from vsim.sweep.executors import run_unordered
 from vsim.sweep.table import resimulate
 from vsim.sweep.workspace import Workspace, point_id
+
+__all__ = [
+    "SEED_GRID",
+    "WORKLOAD_FACTORS",
+    "SweepResult",
+    "grid",
+    "run_points",
+    "sweep",
+]
 
 # With no options, `vsim sweep` predicts the seed's table: both designs, sequential read and the
 # write table's rw=rw job, bs 512, iodepth 1-3, on the seed-2011 profile.

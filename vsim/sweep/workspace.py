@@ -12,6 +12,12 @@ from vsim.errors import ConfigError
 from vsim.outputs import check_dir, remove_stale_tmp, write_atomic
 from vsim.scenario import Scenario
 
+__all__ = [
+    "POINTS",
+    "Workspace",
+    "point_id",
+]
+
 POINTS = "points"
 
 

@@ -1,4 +1,4 @@
-"""Measured vs predicted: errors, the demerit figure, noise floor, gains, and the report."""
+"""Measured against predicted: errors, the demerit figure and its noise floor, gains."""
 
 from __future__ import annotations
 
@@ -25,6 +25,22 @@ from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Scenario, Workload, design
 from vsim.validate.report import markdown, summary
+
+__all__ = [
+    "COMPARED",
+    "DEFAULT_IOS",
+    "GAIN_KEYS",
+    "LEVEL_STEP",
+    "Validation",
+    "cdf_quantiles",
+    "demerit",
+    "demerit_pct",
+    "gain_ci",
+    "noise_floor",
+    "quantile_levels",
+    "rel_err_pct",
+    "validate",
+]
 
 #: Spacing of the quantile levels of the demerit figure (DiskSim rms.c: RMS_INCR).
 LEVEL_STEP = 1e-4

@@ -1,0 +1,1 @@
+"""Measured datasets; the small published ones ship with vsim as the package vsim.datasets."""
