@@ -11,7 +11,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import tomli_w
-from scipy.optimize import least_squares
 
 from vsim.errors import ConfigError, ProfileError
 from vsim.measure.dataset import MeasuredSet
@@ -185,6 +184,8 @@ def fit_profile(
     x0 = np.array([p.start for p in params])
     lo = np.array([p.low for p in params])
     hi = np.array([p.high for p in params])
+    from scipy.optimize import least_squares  # heavy: loaded when a fit runs
+
     sol = least_squares(f, x0, bounds=(lo, hi), diff_step=0.02, x_scale="jac", max_nfev=60)
     m, n = len(sol.fun), len(x0)
     notes = []

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tomli_w
-from scipy import stats
 
 from vsim.errors import ConfigError
 from vsim.fio import read_fio_json, sample_from_bins
@@ -55,6 +54,8 @@ def fit_dist(x: np.ndarray, what: str) -> dict[str, Any]:
     sub = x[:: max(1, x.size // KS_MAX_SAMPLES)]
     best: tuple[float, str, dict[str, Any]] | None = None
     if np.all(x > 0) and np.std(x) > 0:
+        from scipy import stats  # heavy: loaded when a calibration runs
+
         for name, family in (("lognormal", stats.lognorm), ("gamma", stats.gamma)):
             params = family.fit(sub, floc=0)
             ks = stats.kstest(sub, family.cdf, args=params)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy.special import stdtrit
 
 from vsim.engine import simulate
 from vsim.errors import ConfigError
@@ -156,7 +156,7 @@ def gain_ci(baseline: ArrayLike, contender: ArrayLike, level: float = 0.95) -> C
     if vb + vc == 0.0:
         return CI.symmetric(g, 0.0, n)
     df = (vb + vc) ** 2 / (vb * vb / (b.size - 1) + vc * vc / (c.size - 1))
-    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(vb + vc)
+    half = float(stdtrit(df, (1 + level) / 2)) * math.sqrt(vb + vc)  # Student t quantile
     log_ratio = math.log(mc / mb)
     low, high = 100.0 * math.expm1(log_ratio - half), 100.0 * math.expm1(log_ratio + half)
     return CI(g, low, high, n, (high - low) / 2 / abs(g) if g else math.inf)
