@@ -23,7 +23,6 @@ from vsim.engine import DEFAULT_MAX_IOS, simulate
 from vsim.errors import ConfigError, VsimError
 from vsim.measure import (
     Campaign,
-    check_dataset,
     load_measured,
     measure,
     measure_fio,
@@ -547,11 +546,6 @@ def cmd_measure(a: argparse.Namespace) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(a.out or f"vsim-measure-{stamp}")
     check_dir(out)
-    check_dataset(
-        out,
-        "microbench" if a.microbench else "fio" if a.fio else "runs",
-        append=a.append or benches is not None,
-    )
 
     runs = c.repeat * len(c.workloads()) if a.fio else len(c.plan())  # fio: no designs
     with Progress(runs, "vsim measure", enabled=None if not a.microbench else False) as progress:

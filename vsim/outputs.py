@@ -15,6 +15,7 @@ __all__ = [
     "check_dir",
     "check_file",
     "made_dirs",
+    "remove_stale",
     "remove_stale_tmp",
     "write_atomic",
 ]
@@ -77,17 +78,23 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[Path], object])
         raise
 
 
-def remove_stale_tmp(directory: str | Path) -> int:
-    """Remove the temporary files that killed vsim processes left in `directory`."""
-    n = 0
+def remove_stale(directory: str | Path, pattern: re.Pattern[str]) -> list[str]:
+    """Remove the regular files of `directory` whose name matches `pattern` (its first group a
+    pid) and whose process no longer exists: what killed vsim processes left; their names."""
+    gone = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
-            m = _TMP.match(entry.name)
+            m = pattern.match(entry.name)
             if m and not pid_alive(int(m.group(1))) and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-                    n += 1
-    return n
+                    gone.append(entry.name)
+    return gone
+
+
+def remove_stale_tmp(directory: str | Path) -> int:
+    """Remove the temporary files of write_atomic that killed vsim processes left."""
+    return len(remove_stale(directory, _TMP))
 
 
 @contextlib.contextmanager

@@ -245,9 +245,11 @@ class Vcpu:
                     job.inflight += 1
                     yield c.guest_submit()
                     worked = True
-                    if not vq.can_add() or self.tags.jobs:  # no free tag (or others wait
-                        self.tags.wait(job, io, env.now)  # first): io_submit sleeps until
-                        break  # one frees
+                    # No free tag, or others wait for one first: io_submit sleeps until
+                    # one frees (the job resumes above, after an interrupt).
+                    if not vq.can_add() or self.tags.jobs:
+                        self.tags.wait(job, io, env.now)
+                        break
                     if self._add(io):
                         yield c.kick()
                         self.kick.signal()

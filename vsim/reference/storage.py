@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vsim.errors import ConfigError, UnavailableError
-from vsim.processes import pid_alive
+from vsim.outputs import remove_stale
 from vsim.reference.linux import memory_filesystem
 from vsim.scenario import Workload
 
@@ -177,18 +177,7 @@ def _open_nameless(directory: str) -> tuple[int, str]:
 
 def remove_stale_scratch(directory: str) -> list[str]:
     """Remove named scratch files of processes that no longer exist; return their names."""
-    gone = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(directory):
-            m = _SCRATCH_NAME.match(entry.name)
-            if m is None or not entry.is_file(follow_symlinks=False):
-                continue
-            if pid_alive(int(m.group(1))):
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                gone.append(entry.name)
-    return gone
+    return remove_stale(directory, _SCRATCH_NAME)
 
 
 _SCRATCH_NAME = re.compile(rf"^\.?{re.escape(SCRATCH_PREFIX)}(\d+)-[0-9a-f]+\.dat$")
