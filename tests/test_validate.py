@@ -17,6 +17,8 @@ from vsim.precision import mean_ci
 from vsim.profile import Profile, derived, synthetic_profile
 from vsim.validate import (
     COMPARED,
+    CONCLUSIVE_PCT,
+    TARGETS,
     Validation,
     cdf_quantiles,
     demerit,
@@ -255,15 +257,50 @@ def test_self_validation_gains(validation: Validation) -> None:
 def test_headline_excludes_calibration_points(validation: Validation) -> None:
     h = validation.headline.set_index(["subset", "metric"])
     held = validation.table[~validation.table["calibration"]]
-    assert h.loc[("held-out", "iops_err"), "n"] == len(held)
-    assert h.loc[("held-out", "iops_err"), "worst_abs"] == pytest.approx(
+    assert h.loc[("held-out", "iops_err"), "n_all"] == len(held)
+    assert h.loc[("held-out", "iops_err"), "worst_all"] == pytest.approx(
         held["iops_err_pct"].abs().max()
     )
-    assert h.loc[("calibration", "iops_err"), "n"] == len(validation.table) - len(held)
+    assert h.loc[("calibration", "iops_err"), "n_all"] == len(validation.table) - len(held)
     # the calibration (iodepth 1) gains are decisive and the prediction has their sign
     assert h.loc[("calibration", "gain_sign"), "n_ok"] == h.loc[("calibration", "gain_sign"), "n"]
-    assert h.loc[("held-out", "gain_err"), "n"] == len(DEPTHS)
+    assert h.loc[("held-out", "gain_err"), "n_all"] == len(DEPTHS)
     assert ("held-out", "clat_demerit_ratio") in h.index
+
+
+def test_headline_counts_only_conclusive_points(validation: Validation) -> None:
+    """Only points whose CI is within 5 % enter the median and worst; ok = within the target."""
+    t = validation.table[~validation.table["calibration"]]
+    h = validation.headline.set_index(["subset", "metric"]).loc["held-out"]
+    for m in ("iops", "lat_mean_us", "clat_p99_us"):
+        sure = t[t[f"{m}_ci_pct"] <= CONCLUSIVE_PCT]
+        row = h.loc[f"{m}_err"]
+        assert row["n"] == len(sure) and row["n_inconclusive"] == len(t) - len(sure)
+        err = sure[f"{m}_err_pct"].abs()
+        if len(sure):
+            assert row["worst_abs"] == pytest.approx(err.max())
+        assert row["n_ok"] == int((err <= TARGETS[m]).sum())
+
+
+def test_headline_rule_on_a_known_table() -> None:
+    """A point inside a wide CI is neither counted nor ok; a tight miss is counted, not ok."""
+    from vsim.validate.compare import _headline
+
+    rows = []
+    for ci, err in ((2.0, 3.0), (2.0, 14.0), (40.0, 1.0), (float("nan"), 0.5)):
+        row: dict[str, object] = {"calibration": False}
+        for m in COMPARED:
+            row[f"{m}_err_pct"], row[f"{m}_ci_pct"] = err, ci
+        rows.append(row)
+    empty_gains = pd.DataFrame(
+        columns=["calibration", "gain_err_pp", "gain_ci_pp", "ci_excludes_zero"]
+    )
+    h = _headline(pd.DataFrame(rows), empty_gains).set_index(["subset", "metric"])
+    r = h.loc[("held-out", "iops_err")]
+    assert (r["n"], r["n_inconclusive"], r["n_all"]) == (2, 2, 4)
+    assert (r["median_abs"], r["worst_abs"]) == (8.5, 14.0)
+    assert r["n_ok"] == 1 and r["target"] == TARGETS["iops"]  # 14 % misses the 12 % target
+    assert r["worst_all"] == 14.0 and r["median_all"] == pytest.approx(2.0)
 
 
 def test_report_files(validation: Validation, tmp_path: Path) -> None:
@@ -333,9 +370,11 @@ def test_seed_2011_dataset_validates(report_figures: Any) -> None:
     read1 = g[(g["rw"] == "read") & (g["iodepth"] == 1)].iloc[0]
     assert read1["gain_meas_pct"] == pytest.approx(100 * (4755 / 4116 - 1))
     h = v.headline.set_index(["subset", "metric"])
-    assert h.loc[("held-out", "iops_err"), "n"] == 6
-    assert h.loc[("held-out", "clat_mean_us_err"), "n"] == 6
-    assert h.loc[("held-out", "gain_err"), "n"] == 6
+    # one published number per point: no CI, so nothing is conclusive; "all" has the figures
+    assert h.loc[("held-out", "iops_err"), "n"] == 0
+    assert h.loc[("held-out", "iops_err"), "n_inconclusive"] == 6
+    assert h.loc[("held-out", "clat_mean_us_err"), "n_all"] == 6
+    assert h.loc[("held-out", "gain_err"), "n_all"] == 6
     assert ("held-out", "lat_mean_us_err") not in h.index
 
 
@@ -355,8 +394,11 @@ def test_local_dataset_validates(tmp_path: Path, report_figures: Any) -> None:
     assert (t["repeats"] == 3).all() and t["iops_pred"].gt(0).all()
     h = pd.read_csv(out / "headline.csv")
     held = h[h["subset"] == "held-out"].set_index("metric")
-    assert held.loc["iops_err", "n"] == 32 and held.loc["gain_sign", "n_checked"] >= 1
+    assert held.loc["iops_err", "n_all"] == 32 and held.loc["gain_sign", "n"] >= 1
+    assert (held["n"] + held["n_inconclusive"] == held["n_all"]).all()
     report_figures(
         "vsim validate --profile local --measured validation/local --use iodepth=1,8 --ios 2000",
-        held[["median_abs", "worst_abs", "n_checked", "n_ok"]].round(2).to_string(),
+        held[["n", "n_inconclusive", "median_abs", "worst_abs", "n_ok", "median_all"]]
+        .round(2)
+        .to_string(),
     )

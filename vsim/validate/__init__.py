@@ -3,8 +3,10 @@
 from vsim.validate.compare import (
     BASELINE,
     COMPARED,
+    CONCLUSIVE_PCT,
     CONTENDER,
     DEFAULT_IOS,
+    TARGETS,
     Validation,
     cdf_quantiles,
     demerit,
@@ -20,8 +22,10 @@ from vsim.validate.report import markdown, summary
 __all__ = [
     "BASELINE",
     "COMPARED",
+    "CONCLUSIVE_PCT",
     "CONTENDER",
     "DEFAULT_IOS",
+    "TARGETS",
     "Validation",
     "cdf_quantiles",
     "demerit",

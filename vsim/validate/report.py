@@ -120,15 +120,40 @@ def _headline_md(h: pd.DataFrame, subset: str) -> str:
             str(r["metric"]),
             str(r["unit"]),
             str(r["n"]),
+            str(r["n_inconclusive"]),
             _f(r["median_abs"], 2),
             _f(r["worst_abs"], 2),
-            f"{r['n_ok']}/{r['n_checked']}" if r["n_checked"] else "-",
+            f"{r['n_ok']}/{r['n']} within {_f(r['target'], 0)}"
+            if not math.isnan(r["target"]) or r["metric"] == "gain_sign"
+            else "-",
+            f"{_f(r['median_all'], 2)} / {_f(r['worst_all'], 2)}",
         ]
         for _, r in sub.iterrows()
     ]
     if not rows:
         return "(no such points)"
-    return _md(["metric", "unit", "n", "median abs", "worst abs", "ok / checked"], rows)
+    head = [
+        "metric",
+        "unit",
+        "n conclusive",
+        "n inconclusive",
+        "median abs",
+        "worst abs",
+        "ok",
+        "all points: median / worst",
+    ]
+    return _md(head, rows)
+
+
+def _inconclusive_md(v: Validation) -> str:
+    """The held-out points whose IOPS or mean latency CI is wider than the conclusive bound."""
+    t = v.table[~v.table["calibration"].astype(bool)]
+    cols = [f"{m}_ci_pct" for m in ("iops", "lat_mean_us", "clat_mean_us") if f"{m}_ci_pct" in t]
+    wide = t[(t[cols].isna() | (t[cols] > v.conclusive_pct)).any(axis=1)]
+    if not len(wide):
+        return "(none)"
+    rows = [[*_point_cells(r), *[_f(r[c]) for c in cols]] for _, r in wide.iterrows()]
+    return _md([*_POINT_HEAD, *(f"{c.removesuffix('_ci_pct')} CI +-%" for c in cols)], rows)
 
 
 def _gains_md(g: pd.DataFrame) -> str:
@@ -155,8 +180,12 @@ def _gains_md(g: pd.DataFrame) -> str:
 
 _NOTES = """\
 - err % = (predicted - measured) / measured; `-` = not measured (or not computable).
-- measured = mean over repeats with a Student-t {lv} CI in brackets (2+ repeats);
-  `ok / checked` counts the points whose prediction lies inside that CI.
+- measured = mean over repeats with a Student-t {lv} CI in brackets (2+ repeats).
+- conclusive: a point whose measured CI half-width is within {cp:g} % of its mean (a gain:
+  within {cp:g} points); only conclusive points enter the headline's median and worst, the
+  others are counted (and listed below the headline), and "all points" gives both figures
+  over every point. `ok` counts the conclusive points whose error is within the target
+  (a prediction inside a wide CI is not "ok").
 - gain = IOPS({c}) / IOPS({b}) - 1; its {lv} CI is formed on the log ratio of the mean IOPS
   by the delta method with Welch-Satterthwaite degrees of freedom (unpaired repeats);
   error pp = predicted - measured gain. `gain_sign` counts the gains whose CI excludes zero
@@ -182,6 +211,8 @@ def markdown(v: Validation, plots: Sequence[str]) -> str:
         f"marked `cal` (calibration data, excluded from the headline), {len(t) - n_cal} held "
         "out.",
         f"## Headline: held-out points\n\n{_headline_md(v.headline, 'held-out')}",
+        f"### Inconclusive held-out points (IOPS or mean latency CI wider than "
+        f"{v.conclusive_pct:g} %)\n\n{_inconclusive_md(v)}",
         f"### Calibration points (fit quality, not validation)\n\n"
         f"{_headline_md(v.headline, 'calibration')}",
         *_metric_tables(v),
@@ -190,7 +221,9 @@ def markdown(v: Validation, plots: Sequence[str]) -> str:
         out.append(f"## Gain of {v.contender} over {v.baseline} (IOPS)\n\n{_gains_md(v.gains)}")
     if plots:
         out.append("## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots))
-    out.append("## Notes\n\n" + _NOTES.format(lv=lv, c=v.contender, b=v.baseline))
+    out.append(
+        "## Notes\n\n" + _NOTES.format(lv=lv, c=v.contender, b=v.baseline, cp=v.conclusive_pct)
+    )
     return "\n\n".join(out) + "\n"
 
 
@@ -233,10 +266,21 @@ def summary(v: Validation) -> str:
         lines.append(gt.to_string(index=False))
     h = v.headline[v.headline["subset"] == "held-out"]
     if len(h):
-        lines.append("held-out headline (median / worst absolute):")
+        lines.append(
+            f"held-out headline (median / worst absolute over the conclusive points, CI within"
+            f" {v.conclusive_pct:g} %; then over all points):"
+        )
         lines += [
             f"  {r['metric']:<22} {_f(r['median_abs'], 2):>8} / {_f(r['worst_abs'], 2):>8}"
-            f" {r['unit']} (n={r['n']})"
+            f" {r['unit']} (n={r['n']}, inconclusive {r['n_inconclusive']}"
+            + (f", ok {r['n_ok']}/{r['n']} within {_f(r['target'], 0)}" if r["n"] else "")
+            + f"); all: {_f(r['median_all'], 2)} / {_f(r['worst_all'], 2)}"
             for _, r in h.iterrows()
+            if r["metric"] != "gain_sign"
+        ]
+        sign = h[h["metric"] == "gain_sign"]
+        lines += [
+            f"  gain sign right at {r['n_ok']} of {r['n']} gains whose CI excludes zero"
+            for _, r in sign.iterrows()
         ]
     return "\n".join(lines)
