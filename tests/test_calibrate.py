@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vsim import Scenario, Workload, design, simulate
-from vsim.calibrate import apply, fit_profile, free_params
+from vsim.calibrate import apply, fit_profile, free_params, residual_params
 from vsim.errors import ConfigError, ProfileError
 from vsim.measure.dataset import load_measured
-from vsim.profile import Profile, synthetic_profile
+from vsim.profile import Profile, derived, synthetic_profile
 
+ROOT = Path(__file__).resolve().parents[1]
 TRUE = {"guest": 30.0, "disk": 100.0}
 
 
@@ -91,6 +93,41 @@ def test_apply_scale_mode():
     new = apply(doc, free_params(doc), np.array([2.5]))
     assert new["costs"]["guest_submit"]["value_us"] == 25.0
     assert doc["costs"]["guest_submit"]["value_us"] == 10  # the base is untouched
+
+
+def test_apply_scales_an_empirical_distribution():
+    """A scale on an empirical distribution scales its quantiles (and so its mean)."""
+    doc = _doc(10, 100)
+    doc["costs"]["pop"] = derived(
+        {"dist": "empirical", "levels": [0, 0.5, 1], "quantiles_us": [2, 4, 8]}
+    )
+    doc["fit"] = {"s": {"paths": ["costs.pop.quantiles_us"], "mode": "scale", "bounds": [0.1, 9]}}
+    new = apply(doc, free_params(doc), np.array([1.5]))
+    assert new["costs"]["pop"]["quantiles_us"] == [3.0, 6.0, 12.0]
+    before = Profile.from_dict(doc, "a").cost("pop", "user").mean
+    assert Profile.from_dict(new, "b").cost("pop", "user").mean == pytest.approx(1.5 * before)
+    doc["fit"]["s"]["mode"] = "set"  # a list cannot be set to one number
+    with pytest.raises(ProfileError, match="is not a number"):
+        free_params(doc)
+
+
+def test_residual_params_of_the_local_profile():
+    """A residual fit frees the kick, the completion path and each context's backend costs,
+    at the leaves the profile has (a fixed value or an empirical distribution's quantiles)."""
+    doc = tomllib.loads((ROOT / "calibration" / "profiles" / "local.toml").read_text())
+    fit = residual_params(doc)
+    assert set(fit) == {"kick", "completion", "user_backend", "kernel_backend"}
+    assert fit["kick"]["paths"] == ["costs.kick.value_us"] and fit["kick"]["mode"] == "set"
+    assert all(
+        p.endswith(".user.quantiles_us") or p.endswith(".user.value_us")
+        for p in fit["user_backend"]["paths"]
+    )
+    assert len(fit["kernel_backend"]["paths"]) == 5
+    doc["fit"] = fit
+    params = free_params(doc)  # every declared path is a leaf the fit can move
+    assert [p.name for p in params] == list(fit)
+    with pytest.raises(ProfileError, match="none of the numbers"):
+        residual_params(_doc(10, 100) | {"costs": {}, "disk": {}})
 
 
 @pytest.mark.skipif(

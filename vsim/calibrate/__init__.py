@@ -1,6 +1,6 @@
 """Calibration: measurements become a profile (from reference traces, or by a least-squares fit)."""
 
-from vsim.calibrate.fit import Fit, FreeParam, apply, fit_profile, free_params
+from vsim.calibrate.fit import Fit, FreeParam, apply, fit_profile, free_params, residual_params
 from vsim.calibrate.traces import TraceCalibration, calibrate_from_runs, fit_dist
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "fit_dist",
     "fit_profile",
     "free_params",
+    "residual_params",
 ]

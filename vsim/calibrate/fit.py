@@ -26,6 +26,7 @@ __all__ = [
     "apply",
     "fit_profile",
     "free_params",
+    "residual_params",
 ]
 
 FIT_METRICS = ("iops", "clat_mean_us", "lat_mean_us")
@@ -47,15 +48,24 @@ class FreeParam:
     start: float
 
 
-def _leaf(doc: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _leaf(doc: dict[str, Any], path: str, *, lists: bool = False) -> tuple[dict[str, Any], str]:
+    """The table holding the numeric leaf at a dotted path, and its key; with `lists`, a list
+    of numbers (an empirical distribution's quantiles) is a leaf too (for mode "scale")."""
     parts = path.split(".")
     node: Any = doc
     for p in parts[:-1]:
         if not isinstance(node, dict) or p not in node:
             raise ProfileError(f"fit: no profile key {path!r}")
         node = node[p]
-    if not isinstance(node, dict) or not isinstance(node.get(parts[-1]), int | float):
-        raise ProfileError(f"fit: {path!r} is not a number in the profile")
+    leaf = node.get(parts[-1]) if isinstance(node, dict) else None
+    is_list = isinstance(leaf, list) and bool(leaf) and all(_is_number(x) for x in leaf)
+    if not (_is_number(leaf) or (lists and is_list)):
+        what = "a number or a list of numbers" if lists else "a number"
+        raise ProfileError(f"fit: {path!r} is not {what} in the profile")
     return node, parts[-1]
 
 
@@ -69,6 +79,9 @@ def free_params(doc: dict[str, Any]) -> list[FreeParam]:
         where = f"fit.{name}"
         if not isinstance(t, dict):
             raise ProfileError(f"{where}: expected a table with paths, mode and bounds")
+        unknown = sorted(set(t) - {"paths", "mode", "bounds", "why"})
+        if unknown:
+            raise ProfileError(f"{where}.{unknown[0]}: unknown key (expected paths, mode, bounds)")
         paths, mode, bounds = t.get("paths"), t.get("mode", "set"), t.get("bounds")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise ProfileError(f"{where}.paths: expected a list of dotted profile keys")
@@ -77,7 +90,7 @@ def free_params(doc: dict[str, Any]) -> list[FreeParam]:
         if not (isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1]):
             raise ProfileError(f"{where}.bounds: expected [low, high] with low < high")
         for p in paths:
-            _leaf(doc, p)
+            _leaf(doc, p, lists=mode == "scale")
         if mode == "scale":
             start = 1.0
         else:
@@ -93,10 +106,84 @@ def apply(doc: dict[str, Any], params: list[FreeParam], values: np.ndarray) -> d
     new = copy.deepcopy(doc)
     for p, v in zip(params, values, strict=True):
         for path in p.paths:
-            node, key = _leaf(new, path)
-            base_node, _ = _leaf(doc, path)
-            node[key] = float(v) if p.mode == "set" else float(base_node[key]) * float(v)
+            node, key = _leaf(new, path, lists=p.mode == "scale")
+            base = _leaf(doc, path, lists=p.mode == "scale")[0][key]
+            if p.mode == "set":
+                node[key] = float(v)
+            elif isinstance(base, list):
+                node[key] = [float(x) * float(v) for x in base]
+            else:
+                node[key] = float(base) * float(v)
     return new
+
+
+# The backend's per-request operations (vsim.models.syscalls names) a residual fit scales.
+_BACKEND_OPS = ("pop", "submit_call", "submit_iocb", "push", "signal")
+# The numbers of a trace calibration that its traces read least directly, freed for a fit to
+# the calibration points (vsim calibrate DIR --fit). Each: (name, paths, mode, bounds, why).
+_RESIDUALS: tuple[
+    tuple[str, tuple[str, ...], Literal["set", "scale"], tuple[float, float], str], ...
+] = (
+    (
+        "kick",
+        ("costs.kick.value_us",),
+        "set",
+        (0.0, 200.0),
+        "read as a difference of medians (kicked minus suppressed submissions): the mean "
+        "keeps the tail, the guest preempted by the backend it woke",
+    ),
+    (
+        "completion",
+        ("disk.completion.value_us",),
+        "set",
+        (0.0, 200.0),
+        "read as the mean residual of (io_submit returned -> reaped) beyond fio's service, "
+        "with the wake-up and reap priced by microbenchmarks taken on other CPUs' time",
+    ),
+    (
+        "user_backend",
+        tuple(f"costs.{op}.user" for op in _BACKEND_OPS),
+        "scale",
+        (0.25, 4.0),
+        "the one-thread backend's per-request costs (its user-context variants): read from gaps "
+        "that also hold the interpreter lock's hand-overs and preemptions",
+    ),
+    (
+        "kernel_backend",
+        tuple(f"costs.{op}.kernel" for op in _BACKEND_OPS),
+        "scale",
+        (0.25, 4.0),
+        "the two-thread backend's per-request costs (its kernel-context variants): as above, "
+        "with two threads contending for the lock",
+    ),
+)
+
+
+# The time-valued number(s) of a distribution table, in the order tried: scaling it scales the
+# distribution (fixed, exponential, lognormal and gamma by their mean; empirical by its
+# quantiles; uniform is not scaled by a residual fit).
+_DIST_LEAVES = ("value_us", "mean_us", "quantiles_us")
+
+
+def residual_params(doc: dict[str, Any]) -> dict[str, Any]:
+    """[fit] tables freeing the trace-calibrated numbers the traces read least directly (those of
+    _RESIDUALS that the profile has), for `fit_profile` to fit to the calibration points."""
+    out: dict[str, Any] = {}
+    for name, paths, mode, bounds, why in _RESIDUALS:
+        have = []
+        for p in paths:
+            for leaf in (p, *(f"{p}.{k}" for k in _DIST_LEAVES)):
+                try:
+                    _leaf(doc, leaf, lists=mode == "scale")
+                except ProfileError:
+                    continue
+                have.append(leaf)
+                break
+        if have:
+            out[name] = {"paths": have, "mode": mode, "bounds": list(bounds), "why": why}
+    if not out:
+        raise ProfileError("fit: the profile has none of the numbers a residual fit frees")
+    return out
 
 
 @dataclass
@@ -214,8 +301,21 @@ def fit_profile(
         "ios": ios,  # simulated I/Os per point and root seed: the fit depends on both (and
         "seed": seed,  # on the profile's name, which keys the random streams)
         "parameters": {
-            p.name: {"value": float(v), "stderr": float(se), "mode": p.mode}
+            p.name: {
+                "value": float(v),
+                "stderr": float(se),
+                "mode": p.mode,
+                "start": p.start,
+                **({"why": base["fit"][p.name]["why"]} if "why" in base["fit"][p.name] else {}),
+            }
             for p, v, se in zip(params, sol.x, stderr, strict=True)
+        },
+        "residuals": {
+            "columns": list(residuals.columns),
+            "rows": [
+                [x if isinstance(x, str) else float(x) for x in r]
+                for r in residuals.itertuples(index=False)
+            ],
         },
     }
     return Fit(params, sol.x, stderr, residuals, rms, doc, n_eval, notes)
