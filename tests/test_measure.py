@@ -20,7 +20,7 @@ from vsim.scenario import Workload
 
 def test_plan_interleaves_designs_and_spreads_repeats():
     c = Campaign(iodepths=(1, 4), repeat=2)
-    plan = [(r, w.iodepth, d) for r, w, d in c.plan()]
+    plan = [(r, p.workload.iodepth, d) for r, p, d in c.plan()]
     assert plan == [
         (0, 1, "virtio-blk"), (0, 1, "vhost-blk"), (0, 4, "virtio-blk"), (0, 4, "vhost-blk"),
         (1, 1, "virtio-blk"), (1, 1, "vhost-blk"), (1, 4, "virtio-blk"), (1, 4, "vhost-blk"),
@@ -58,7 +58,7 @@ def test_campaign_end_to_end(disk_dir: Path, capsys):  # type: ignore[no-untyped
     for key in ("date", "kernel", "cpu_model", "cores", "python", "vsim", "command"):
         assert f"{key} =" in prov
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("design,rw,dir,bs,iodepth,repeats,iops,iops_ci95")
+    assert summary[0].startswith("design,rw,dir,bs,iodepth,placement,repeats,runs,iops,iops_ci95")
     assert len(summary) == 1 + 4
     # The run files are fio's format: vsim's fio reader takes them.
     doc = json.loads(next((out / "runs").glob("*.json")).read_text())

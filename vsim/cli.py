@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import pandas as pd
 
 from vsim.__version__ import __version__
@@ -28,6 +29,8 @@ from vsim.measure import (
     measure_fio,
     measure_microbench,
 )
+from vsim.measure.placement import FREE
+from vsim.measure.protocol import DEFAULT_MAX_ROUNDS, PRECISION_RUNTIME, parse_duration
 from vsim.measure.rules import parse_rule
 from vsim.outputs import check_dir, check_file, write_atomic
 from vsim.processes import Terminated, sigterm_raises
@@ -86,6 +89,10 @@ FLAGS = {
     "bench": "--bench",
     "report": "--report",
     "directory": "--dir",
+    "budget": "--budget",
+    "max_repeat": "--max-repeat",
+    "placement": "--placement",
+    "placements": "--placement",
 }
 _LEADING = re.compile(r"^([a-z_]+)\b")
 
@@ -245,14 +252,52 @@ def _add_measure(sub: Any) -> None:
     p.add_argument("--rw", default="randread", help="comma list")
     p.add_argument("--bs", default="4k", help="comma list of block sizes")
     p.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
-    p.add_argument("--runtime", type=float, default=5.0, help="seconds per run")
+    p.add_argument(
+        "--runtime",
+        type=float,
+        help=f"seconds per run (default 5; with --precision {PRECISION_RUNTIME:g}: the CI is "
+        "over runs, and the scheduler's placement regimes, tens of ms each, average out "
+        "across many short runs better than across a few long ones)",
+    )
     p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds per run")
-    p.add_argument("--repeat", type=int, default=3, help="interleaved repeats of every point")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="interleaved repeats of every point (with --precision: the minimum number of "
+        "rounds, at least 2)",
+    )
+    p.add_argument(
+        "--precision",
+        type=float,
+        help="run rounds (every open point once, its designs back to back, A B then B A) "
+        "until every point's IOPS 95%% CI half-width over its runs is within this fraction "
+        "of its mean (e.g. 0.03), --budget is spent or --max-repeat rounds have run; a point "
+        "whose designs all converged leaves the later rounds",
+    )
+    p.add_argument(
+        "--budget",
+        help="with --precision: wall time for the rounds (SECONDS, 90s, 5m, 1h); no round "
+        "starts that the last one's pace says would overrun it (a started round finishes; "
+        "this may stop before --repeat rounds)",
+    )
+    p.add_argument(
+        "--max-repeat",
+        type=int,
+        help=f"with --precision: at most this many rounds (default {DEFAULT_MAX_ROUNDS})",
+    )
+    p.add_argument(
+        "--placement",
+        help="CPU placements, a point factor: comma list of free (the scheduler places the "
+        "threads) or G:B1[:B2...] (the guest on CPU G, the backend's first thread on B1, its "
+        "second on B2; fewer threads ignore extra entries, more repeat the last), e.g. "
+        "free,0:1,0:0,0:1:0 (default free)",
+    )
     p.add_argument("--engine", default="native", help="native (Linux AIO), io_uring or threads")
     p.add_argument(
         "--cpus",
-        help="G,B[,B...]: the guest on CPU G, backend threads on B... "
-        "(cycled); default: the scheduler places them",
+        help="G,B[,B...]: the guest on CPU G, backend threads on B... (the same as "
+        "--placement G:B...); default: the scheduler places them",
     )
     p.add_argument(
         "--dir", help="directory for the (nameless) scratch file (default: the current one)"
@@ -510,9 +555,38 @@ def cmd_sweep(a: argparse.Namespace) -> None:
     _note_tag_wait(df)
 
 
+def _placements(a: argparse.Namespace) -> tuple[str, ...]:
+    """The campaign's placement labels, from --placement or (one pinning) --cpus."""
+    if a.cpus is not None and a.placement is not None:
+        raise ConfigError("give --cpus or --placement, not both (--cpus G,B is --placement G:B)")
+    if a.cpus is not None:
+        cpus = _ints(a.cpus)
+        if len(cpus) < 2:
+            raise ConfigError(f"--cpus {a.cpus}: expected G,B[,B...] (a guest and a backend CPU)")
+        return (":".join(str(c) for c in cpus),)
+    if a.placement is not None:
+        return tuple(_names(a.placement, "--placement"))
+    return (FREE,)
+
+
 def cmd_measure(a: argparse.Namespace) -> None:
     """`vsim measure`: a campaign on the real path."""
-    cpus = _ints(a.cpus) if a.cpus else []
+    placements = _placements(a)
+    if a.fio or a.microbench:
+        what = "--fio" if a.fio else "--microbench"
+        for flag, given in (
+            ("--precision", a.precision is not None),
+            ("--budget", a.budget is not None),
+            ("--max-repeat", a.max_repeat is not None),
+            ("--placement", placements != (FREE,)),
+        ):
+            if given:
+                raise ConfigError(f"{flag} applies to the reference backend, not {what}")
+    if a.precision is None:
+        for flag, given in (("--budget", a.budget), ("--max-repeat", a.max_repeat)):
+            if given is not None:
+                raise ConfigError(f"{flag} needs --precision (without it, --repeat is fixed)")
+    budget = parse_duration(a.budget) if a.budget is not None else None
     if a.file is not None and a.dir is not None:
         raise ConfigError("give --dir (scratch file) or --file (existing file), not both")
     if a.dir is not None:
@@ -524,12 +598,14 @@ def cmd_measure(a: argparse.Namespace) -> None:
         rws=tuple(_names(a.rw, "--rw")),
         bss=tuple(_sizes(a.bs)),
         iodepths=tuple(_ints(a.iodepth)),
+        placements=placements,
         runtime=a.runtime,
         ramp_time=a.ramp_time,
         repeat=a.repeat,
+        precision=a.precision,
+        budget=budget,
+        max_repeat=a.max_repeat if a.max_repeat is not None else DEFAULT_MAX_ROUNDS,
         engine=a.engine,
-        guest_cpu=cpus[0] if cpus else None,
-        backend_cpus=tuple(cpus[1:]) or None,
         directory=a.dir,
         file=a.file,
         allow_overwrite=a.allow_overwrite,
@@ -547,7 +623,12 @@ def cmd_measure(a: argparse.Namespace) -> None:
     out = Path(a.out or f"vsim-measure-{stamp}")
     check_dir(out)
 
-    runs = c.repeat * len(c.workloads()) if a.fio else len(c.plan())  # fio: no designs
+    if a.fio:
+        runs = c.repeat * len(c.workloads())  # fio: no designs
+    elif c.precision is None:
+        runs = len(c.plan())
+    else:  # a bound: the rounds say how many runs it takes
+        runs = c.max_repeat * len(c.points()) * len(c.designs)
     with Progress(runs, "vsim measure", enabled=None if not a.microbench else False) as progress:
         if a.microbench:
             df = measure_microbench(c, out, names=benches, append=a.append)
@@ -556,7 +637,36 @@ def cmd_measure(a: argparse.Namespace) -> None:
         else:
             df = measure(c, out, progress=progress, append=a.append)
     sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.1f}") + "\n")
+    if "campaign" in df.attrs:
+        print(_campaign_line(df, c.precision), file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _campaign_line(summary: pd.DataFrame, precision: float | None) -> str:
+    """The end of a campaign in one line: rounds, wall time, points converged, the worst CI."""
+    info = summary.attrs["campaign"]
+    parts = [f"vsim measure: {info['rounds']} rounds in {_duration(info['wall_s'])}"]
+    if precision is not None:
+        parts.append(
+            f"{info['converged']}/{info['points']} points converged within "
+            f"{100 * precision:g} % ({info['stopped']})"
+        )
+    ci = summary["iops_ci_pct"].astype(float)
+    if len(ci) and np.isfinite(ci).all():
+        r = summary.loc[ci.idxmax()]
+        where = f"{r['design']} {r['rw']} bs={r['bs']} iodepth={r['iodepth']}"
+        where += f" placement={r['placement']}" if r["placement"] != FREE else ""
+        parts.append(f"worst IOPS CI +-{ci.max():.1f} % ({where})")
+    elif len(ci):
+        parts.append("worst IOPS CI: none (a point with a single run)")
+    return "; ".join(parts)
 
 
 def cmd_plot(a: argparse.Namespace) -> None:

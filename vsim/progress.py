@@ -38,6 +38,8 @@ class Progress:
 
     def __call__(self, done: int, total: int, label: str) -> None:
         if self._bar is not None:
+            if total != self._bar.total:  # a bound that tightens (vsim measure --precision)
+                self._bar.total = total
             self._bar.update(done - self._bar.n)
             self._bar.set_postfix_str(label, refresh=True)
 

@@ -135,7 +135,7 @@ def measure_fio(
                 target = scratch if scratch is not None else open_for(w)
                 try:
                     size = min(c.size, target.region) // w.bs * w.bs
-                    text = _run_fio(fio_command(w, target.proc_path, c.runtime, size), target, w)
+                    text = _run_fio(fio_command(w, target.proc_path, c.seconds, size), target, w)
                 finally:
                     if target is not scratch:
                         target.close()

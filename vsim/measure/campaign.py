@@ -1,4 +1,4 @@
-"""Measurement campaigns on the reference backend: interleaved runs, traces, microbenchmarks."""
+"""Measurement campaigns on the reference backend: interleaved runs or rounds, microbenchmarks."""
 
 from __future__ import annotations
 
@@ -11,19 +11,39 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from vsim.__version__ import __version__
 from vsim.errors import ConfigError
-from vsim.fio import fio_json
+from vsim.fio import fio_json, read_fio_json
 from vsim.measure import layout
 from vsim.measure.dataset import load_measured
+from vsim.measure.placement import (
+    FREE,
+    check_cpus,
+    parse_placement,
+    placement_tag,
+    resolve_placement,
+)
+from vsim.measure.protocol import (
+    DEFAULT_MAX_ROUNDS,
+    PRECISION_RUNTIME,
+    ROUND_KEYS,
+    ci_pct,
+    converged,
+    cv_pct,
+    drift_pct,
+    open_points,
+    round_order,
+    stop_reason,
+)
 from vsim.outputs import made_dirs, write_atomic
 from vsim.precision import mean_ci
 from vsim.reference.microbench import microbench
@@ -32,6 +52,7 @@ from vsim.scenario import Workload, design
 
 __all__ = [
     "Campaign",
+    "Point",
     "head",
     "measure",
     "measure_microbench",
@@ -43,20 +64,44 @@ __all__ = [
 ]
 
 
+class Point(NamedTuple):
+    """One point of a campaign: a workload (without the design) at a CPU placement."""
+
+    workload: Workload
+    placement: str = FREE
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The point's values of :data:`vsim.measure.protocol.ROUND_KEYS`."""
+        w = self.workload
+        return (w.rw, w.bs, w.iodepth, w.numjobs, w.rwmixread, self.placement)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Campaign:
-    """A measurement grid: every design x rw x bs x iodepth, `repeat` times, interleaved."""
+    """A measurement grid: every design x rw x bs x iodepth x placement, interleaved.
+
+    Without `precision`, every point runs `repeat` times (repeats outermost, see `plan`). With
+    `precision`, the points run in rounds (see `round_plan`) until the IOPS CI of every design
+    of every point is within `precision` x its mean (after `repeat` rounds at least), the
+    `budget` of wall time (seconds) is spent, or `max_repeat` rounds have run. `runtime`
+    defaults to 5 s, or to PRECISION_RUNTIME (1 s) with a precision; `budget` and `max_repeat`
+    count only with one. `placements` are labels of vsim.measure.placement (``free``: the
+    scheduler places the threads).
+    """
 
     designs: tuple[str, ...] = ("virtio-blk", "vhost-blk")
     rws: tuple[str, ...] = ("randread",)
     bss: tuple[int, ...] = (4096,)
     iodepths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-    runtime: float = 5.0
+    placements: tuple[str, ...] = (FREE,)
+    runtime: float | None = None
     ramp_time: float = 0.0
     repeat: int = 3
+    precision: float | None = None
+    budget: float | None = None
+    max_repeat: int = DEFAULT_MAX_ROUNDS
     engine: str = "native"
-    guest_cpu: int | None = None
-    backend_cpus: tuple[int, ...] | None = None
     directory: str | None = None
     file: str | None = None
     allow_overwrite: bool = False
@@ -67,14 +112,46 @@ class Campaign:
     def __post_init__(self) -> None:
         for d in self.designs:
             design(d)  # unknown names fail before any run
-        if self.repeat < 1:
-            raise ConfigError(f"repeat must be >= 1, got {self.repeat}")
-        if not 0 < self.runtime < math.inf:
+        if not self.designs or not self.rws or not self.bss or not self.iodepths:
+            raise ConfigError("a campaign needs at least one design, rw, bs and iodepth")
+        if not self.placements:
+            raise ConfigError("placements: none given (free lets the scheduler place threads)")
+        labels = tuple(parse_placement(p) for p in self.placements)
+        twice = sorted({p for p in labels if labels.count(p) > 1})
+        if twice:
+            raise ConfigError(f"placement {twice[0]} is given twice")
+        object.__setattr__(self, "placements", labels)
+        if self.runtime is None:
+            short = self.precision is not None
+            object.__setattr__(self, "runtime", PRECISION_RUNTIME if short else 5.0)
+        if self.precision is None:
+            if self.repeat < 1:
+                raise ConfigError(f"repeat must be >= 1, got {self.repeat}")
+            if self.budget is not None:
+                raise ConfigError("budget needs a precision (the budget stops the rounds)")
+        else:
+            if not 0 < self.precision < math.inf:
+                raise ConfigError(f"precision must be a finite number > 0, got {self.precision}")
+            if self.repeat < 2:
+                raise ConfigError(
+                    f"repeat must be >= 2 with a precision (a CI needs 2 runs), got {self.repeat}"
+                )
+            if self.max_repeat < self.repeat:
+                raise ConfigError(
+                    f"max_repeat must be >= repeat ({self.repeat}), got {self.max_repeat}"
+                )
+            if self.budget is not None and not 0 < self.budget < math.inf:
+                raise ConfigError(f"budget must be a finite number > 0 seconds, got {self.budget}")
+        if not 0 < self.seconds < math.inf:
             raise ConfigError(f"runtime must be a finite number > 0 seconds, got {self.runtime}")
         if self.trace_ios is not None and self.trace_ios < 0:
             raise ConfigError(f"trace_ios must be >= 0 (0: no traces), got {self.trace_ios}")
-        if not self.designs or not self.rws or not self.bss or not self.iodepths:
-            raise ConfigError("a campaign needs at least one design, rw, bs and iodepth")
+
+    @property
+    def seconds(self) -> float:
+        """The run length (`runtime` with its default resolved)."""
+        assert self.runtime is not None  # resolved in __post_init__
+        return float(self.runtime)
 
     def workloads(self) -> list[Workload]:
         """The grid's workloads (without the design), in measurement order."""
@@ -83,7 +160,7 @@ class Campaign:
                 rw=rw,
                 bs=bs,
                 iodepth=qd,
-                runtime=self.runtime,
+                runtime=self.seconds,
                 ramp_time=self.ramp_time,
                 size=self.size,
             )
@@ -92,20 +169,29 @@ class Campaign:
             for qd in self.iodepths
         ]
 
-    def plan(self) -> list[tuple[int, Workload, str]]:
-        """(repeat, workload, design) in run order: repeats outermost, designs innermost.
+    def points(self) -> list[Point]:
+        """The grid's points: every workload at every placement (placements innermost)."""
+        return [Point(w, p) for w in self.workloads() for p in self.placements]
+
+    def plan(self) -> list[tuple[int, Point, str]]:
+        """(repeat, point, design) in run order without a precision: repeats outermost,
+        designs innermost.
 
         Designs alternate within a point (A B A B ...) and each point's repeats are spread over
         the whole campaign, so the machine's drift over minutes hits every design alike.
         """
-        return [
-            (r, w, d) for r in range(self.repeat) for w in self.workloads() for d in self.designs
-        ]
+        return [(r, p, d) for r in range(self.repeat) for p in self.points() for d in self.designs]
+
+    def round_plan(self, index: int, open_keys: Collection[Any]) -> list[tuple[Point, str]]:
+        """(point, design) of round `index` with a precision: the open points (their `key` in
+        `open_keys`), each point's designs back to back, A B in even rounds, B A in odd ones."""
+        return round_order(index, self.points(), self.designs, open_keys, key=lambda p: p.key)
 
 
-def run_name(repeat: int, w: Workload, d: str, prefix: str = "") -> str:
-    """A file stem for one run."""
-    return f"{prefix}{d}-{w.rw}-bs{w.bs}-qd{w.iodepth}-r{repeat}"
+def run_name(repeat: int, w: Workload, d: str, prefix: str = "", placement: str = FREE) -> str:
+    """A file stem for one run (a pinned placement adds ``-p<cpus>``: ``-p0.1.0``)."""
+    tag = placement_tag(placement)
+    return f"{prefix}{d}-{w.rw}-bs{w.bs}-qd{w.iodepth}{tag}-r{repeat}"
 
 
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -132,8 +218,15 @@ def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return doc
 
 
-def record_fio_json(record: Any, w: Workload, design_name: str, engine: str) -> dict[str, Any]:
-    """A reference RunRecord as fio's json+ document (the same reader takes fio's own)."""
+def record_fio_json(
+    record: Any,
+    w: Workload,
+    design_name: str,
+    engine: str,
+    placement: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A reference RunRecord as fio's json+ document (the same reader takes fio's own); the
+    `placement` (its label and the CPU of every thread) goes into the vsim block."""
     samples: dict[str, Any] = {}
     for d, code in (("read", 0), ("write", 1)):
         m = record.ddir == code
@@ -159,6 +252,8 @@ def record_fio_json(record: Any, w: Workload, design_name: str, engine: str) -> 
         "engine": engine,
         "counters": {k: int(v) for k, v in record.counters.items()},
     }
+    if placement is not None:
+        doc["vsim"]["placement"] = placement
     return doc
 
 
@@ -180,20 +275,58 @@ def head(record: Any, n: int | None) -> Any:
     return replace(record, **cut, stages=stages, meta=meta)
 
 
-def summarise(dataset: Path) -> pd.DataFrame:
-    """Mean and 95 % CI over repeats of IOPS and latencies, per point of a measured dataset."""
+def summarise(dataset: Path, precision: float | None = None, *, min_runs: int = 2) -> pd.DataFrame:
+    """Mean and 95 % CI over repeats of IOPS and latencies, per point of a measured dataset.
+
+    Besides them: ``runs`` (the runs with an IOPS), ``iops_cv_pct`` (the run-to-run CV),
+    ``iops_ci_pct`` (the CI half-width in % of the mean), ``iops_drift_pct`` (the least-squares
+    slope of IOPS against the round index, times the rounds spanned, in % of the mean: how far
+    the point moved over the campaign; the repeat number is the round) and ``converged``
+    (`min_runs` runs or more and the CI within `precision` x the mean; NA without a precision).
+    """
     pts = load_measured(dataset).points
-    keys = ["design", "rw", "dir", "bs", "iodepth"]
+    keys = ["design", "rw", "dir", "bs", "iodepth", "placement"]
     rows = []
     for key, g in pts.groupby(keys, sort=False):
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
         row["repeats"] = len(g)
+        iops = g["iops"].to_numpy(dtype=float)
+        row["runs"] = int((~np.isnan(iops)).sum())
         for m in ("iops", "lat_mean_us", "clat_mean_us", "slat_mean_us", "lat_p99_us"):
             ci = mean_ci(g[m].to_numpy(dtype=float))
             row[m] = ci.mean
             row[f"{m}_ci95"] = (ci.high - ci.low) / 2
+        row["iops_cv_pct"] = cv_pct(iops)
+        row["iops_ci_pct"] = ci_pct(iops)
+        row["iops_drift_pct"] = drift_pct(iops, g["repeat"].to_numpy(dtype=float))
+        row["converged"] = (
+            pd.NA if precision is None else converged(iops, precision, min_runs=min_runs)
+        )
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["converged"] = out["converged"].astype("boolean")
+    return out
+
+
+def _run_rows(doc: dict[str, Any], p: Point, design_name: str, repeat: int) -> list[dict[str, Any]]:
+    """A run's rows for the stop rule (one per direction): its point, design and IOPS."""
+    (job,) = read_fio_json(doc)
+    w = p.workload
+    return [
+        {
+            "design": design_name,
+            "rw": w.rw,
+            "dir": "total" if d == "mixed" else d,
+            "bs": w.bs,
+            "iodepth": w.iodepth,
+            "numjobs": w.numjobs,
+            "rwmixread": w.rwmixread,
+            "placement": p.placement,
+            "repeat": repeat,
+            "iops": st.iops,
+        }
+        for d, st in job.directions.items()
+    ]
 
 
 def measure(
@@ -209,24 +342,35 @@ def measure(
     provenance.toml and summary.csv. Each run is written (atomically) as soon as it finishes, so
     an interrupted campaign keeps every finished run; a campaign that fails before its first run
     leaves nothing. An existing dataset is refused unless `append`: then its runs stay, the new
-    ones take the next repeat numbers, and this campaign's provenance goes beside the earlier.
+    ones take the next repeat numbers, and this campaign's provenance goes beside the earlier
+    (with a precision, the earlier runs count in the stop rule too). Every placement's CPUs
+    must exist on this machine. The summary's ``attrs["campaign"]`` tells the rounds run, the
+    wall time (s), why it stopped (``repeat`` without a precision), the points and how many
+    converged (with a precision).
     """
-
+    allowed = os.sched_getaffinity(0)
+    for label in c.placements:
+        check_cpus(label, allowed, "this machine")
     layout.check_dataset(out, "runs", append=append)
     manifest = layout.manifest_rows(out / layout.MANIFEST)
     first: dict[tuple[Any, ...], int] = {}
+    seen: list[dict[str, Any]] = []  # every run's IOPS so far, for the stop rule
     if manifest:
         pts = load_measured(out).points
-        first = layout.first_repeats(pts, ["design", "rw", "bs", "iodepth"])
-    plan = c.plan()
+        first = layout.first_repeats(pts, ["design", "rw", "bs", "iodepth", "placement"])
+        seen = pts[["design", "dir", *ROUND_KEYS, "repeat", "iops"]].to_dict("records")
     prov = layout.provenance_name(out)
     runs_dir, traces = out / layout.RUNS, out / layout.TRACES
+    done = 0
+    n_open: int | None
+    t0 = time.monotonic()
     with contextlib.ExitStack() as made:  # the dataset's directories come with its first run
-        for i, (rep, w, dname) in enumerate(plan):
+
+        def one(rep: int, p: Point, dname: str, total: int, note: str) -> None:
+            nonlocal done
+            w = p.workload
             d = design(dname)
-            cpus = None
-            if c.backend_cpus:
-                cpus = tuple(c.backend_cpus[k % len(c.backend_cpus)] for k in range(d.threads))
+            guest, cpus = resolve_placement(p.placement, d.threads)
             rec = run(
                 w,
                 d,
@@ -235,28 +379,100 @@ def measure(
                 file=c.file,
                 allow_overwrite=c.allow_overwrite,
                 cpus=cpus,
-                guest_cpu=c.guest_cpu,
+                guest_cpu=guest,
                 verify=c.verify,
                 scratch_size=c.size,
             )
-            r = first.get((dname, w.rw, w.bs, w.iodepth), 0) + rep
-            name = run_name(r, w, dname)
-            if i == 0:
+            r = first.get((dname, w.rw, w.bs, w.iodepth, p.placement), 0) + rep
+            name = run_name(r, w, dname, placement=p.placement)
+            if done == 0:
                 made.enter_context(made_dirs(runs_dir))
-            doc = record_fio_json(rec, w, dname, c.engine)
+            placed = {
+                "label": p.placement,
+                "guest_cpu": guest,
+                "backend_cpus": list(cpus) if cpus is not None else None,
+                "threads": list(d.thread_names),
+            }
+            doc = record_fio_json(rec, w, dname, c.engine, placed)
             write_atomic(runs_dir / f"{name}.json", json.dumps(doc, indent=1))
             if c.trace_ios != 0:
                 traces.mkdir(exist_ok=True)
                 write_atomic(traces / f"{name}.npz", head(rec, c.trace_ios).save)
-            manifest.append([f"{layout.RUNS}/{name}.json", dname, str(r), "", c.engine])
+            manifest.append(
+                [f"{layout.RUNS}/{name}.json", dname, str(r), "", c.engine, p.placement]
+            )
             layout.write_manifest(out / layout.MANIFEST, manifest)
-            if i == 0:
+            if done == 0:
                 write_provenance(out, c, name=prov)
+            seen.extend(_run_rows(doc, p, dname, r))
+            done += 1
             if progress:
-                progress(i + 1, len(plan), name)
-    summary = summarise(out).sort_values(["rw", "bs", "iodepth", "dir", "design"])
+                progress(done, total, f"{note}{name}")
+
+        if c.precision is None:
+            plan = c.plan()
+            for rep, p, dname in plan:
+                one(rep, p, dname, len(plan), "")
+            rounds, why, n_open = c.repeat, "repeat", None
+        else:
+            rounds, why, n_open = _rounds(c, c.precision, one, seen, t0)
+    summary = summarise(out, c.precision, min_runs=c.repeat if c.precision else 2)
+    summary = summary.sort_values(["rw", "bs", "iodepth", "placement", "dir", "design"])
     layout.write_csv(out / layout.SUMMARY, summary)
+    n_points = len(c.points())
+    summary.attrs["campaign"] = {
+        "rounds": rounds,
+        "wall_s": time.monotonic() - t0,
+        "stopped": why,
+        "points": n_points,
+        "converged": None if n_open is None else n_points - n_open,
+    }
     return summary
+
+
+def _rounds(
+    c: Campaign,
+    precision: float,
+    one: Callable[[int, Point, str, int, str], None],
+    seen: list[dict[str, Any]],
+    t0: float,
+) -> tuple[int, str, int]:
+    """Run rounds until the stop rule says stop: (rounds run, why, points still open)."""
+    keys = {p.key for p in c.points()}
+
+    def still_open() -> set[tuple[Any, ...]]:
+        df = pd.DataFrame(seen, columns=["design", "dir", *ROUND_KEYS, "repeat", "iops"])
+        found = open_points(df, precision, min_runs=c.repeat, designs=c.designs, universe=keys)
+        return found & keys  # an appended dataset's other points are not this campaign's
+
+    rounds, ran, last_s, last_runs = 0, 0, 0.0, 0
+    open_keys = still_open()
+    while True:
+        # every point runs the minimum rounds (an appended dataset's runs may close it sooner)
+        plan = c.round_plan(rounds, keys if rounds < c.repeat else open_keys)
+        why = stop_reason(
+            rounds=rounds,
+            open_count=len(open_keys),
+            min_rounds=c.repeat,
+            max_rounds=c.max_repeat,
+            elapsed_s=time.monotonic() - t0,
+            budget_s=c.budget,
+            last_round_s=last_s,
+            last_round_runs=last_runs,
+            next_round_runs=len(plan),
+        )
+        if why is not None:
+            return rounds, why, len(open_keys)
+        started = time.monotonic()
+        # the progress bar's bound: this round, then as many rounds of its size as may follow
+        bound = ran + len(plan) * (c.max_repeat - rounds)
+        note = f"round {rounds + 1}, {len(open_keys)}/{len(keys)} points open: "
+        for p, dname in plan:
+            one(rounds, p, dname, bound, note)
+        ran += len(plan)
+        last_s, last_runs = time.monotonic() - started, len(plan)
+        rounds += 1
+        open_keys = still_open()
 
 
 def write_provenance(

@@ -19,10 +19,12 @@ several jobs (each becomes its own run) but not clones of one job: run fio with
 ``file`` (relative to the manifest), ``design`` (a name of :data:`vsim.scenario.DESIGNS`) and
 ``repeat`` (an integer: the replication index of that point) are required; ``calibration``
 (true/false, 1/0, yes/no; empty = false) marks runs that may feed calibration; ``note`` is free
-text; any other column is an extra field copied into every row of the file. A file that the
-manifest does not name is an error, unless it carries vsim's ``vsim`` block (``{"design":
-{"name": ...}}``), which then gives its design; its repeat is numbered automatically. When both
-exist they must agree.
+text; ``placement`` is the run's CPU placement (``free``, the default when the column or the
+cell is empty, or a pinning ``G:B1[:B2...]``, see :mod:`vsim.measure.placement`): a point
+factor like iodepth; any other column is an extra field copied into every row of the file. A
+file that the manifest does not name is an error, unless it carries vsim's ``vsim`` block
+(``{"design": {"name": ...}}``), which then gives its design (and its placement, when the block
+records one); its repeat is numbered automatically. When both exist they must agree.
 
 **Published summaries.** ``points.csv`` holds one measured point per line, for datasets that
 have only published numbers::
@@ -31,8 +33,9 @@ have only published numbers::
     virtio-blk,read,read,512,1,4116,214,,true,seed table
 
 Required: ``design, rw, dir, bs, iodepth, iops``. Optional: ``numjobs`` (1), ``rwmixread`` (50),
-``size`` (fio sizes: ``200M``), ``repeat`` (numbered in file order when absent), ``calibration``,
-``note``, the metrics of :data:`METRICS` (an empty cell: not measured) and extra columns.
+``placement`` (``free``), ``size`` (fio sizes: ``200M``), ``repeat`` (numbered in file order
+when absent), ``calibration``, ``note``, the metrics of :data:`METRICS` (an empty cell: not
+measured) and extra columns.
 ``dir`` is ``read``, ``write`` or ``total`` (all I/Os of the job, e.g. a published figure for a
 mixed ``rw=rw`` job).
 
@@ -68,6 +71,7 @@ from vsim.fio import (
     sample_from_bins,
 )
 from vsim.measure.layout import MANIFEST, POINTS, find_dataset
+from vsim.measure.placement import FREE, parse_placement
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import Workload, design, parse_size
 
@@ -83,7 +87,7 @@ __all__ = [
 ]
 
 #: The columns that identify a measured point (the repeats of a point share them).
-POINT_KEYS = ("design", "rw", "dir", "bs", "iodepth", "numjobs", "rwmixread")
+POINT_KEYS = ("design", "rw", "dir", "bs", "iodepth", "numjobs", "rwmixread", "placement")
 #: Measured metrics of a tidy row (NaN when not measured).
 METRICS = ("iops", *LATENCY_METRICS)
 #: The columns of :attr:`MeasuredSet.points`, in order (extra fields follow). ``run`` indexes
@@ -103,6 +107,7 @@ COLUMNS = (
     "iodepth",
     "numjobs",
     "rwmixread",
+    "placement",
     "ios",
     *METRICS,
     "samples",
@@ -124,6 +129,7 @@ _KNOWN = {
     "iodepth",
     "numjobs",
     "rwmixread",
+    "placement",
     "size",
     *METRICS,
 }
@@ -147,6 +153,7 @@ class MeasuredRun:
     fio: FioJob | None = None
     summary: dict[str, float] = field(default_factory=dict)  # points.csv metrics
     dirs: tuple[str, ...] = ()  # points.csv: the line's direction
+    placement: str = FREE  # the CPU placement label (vsim.measure.placement)
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,6 +352,13 @@ def _design(text: str, where: str) -> str:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _placement(text: str, where: str) -> str:
+    try:
+        return parse_placement(text) if text else FREE
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def _extra(row: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in row.items() if k not in _KNOWN}
 
@@ -357,13 +371,14 @@ class _Entry:
     note: str
     extra: dict[str, str]
     where: str
+    placement: str = FREE
 
 
 def _read_manifest(path: Path) -> dict[Path, _Entry]:
     rows = _read_csv(path)
     root = path.parent
     _require(path, rows, _MANIFEST_REQUIRED)
-    own = {*_MANIFEST_REQUIRED, "calibration", "note"}
+    own = {*_MANIFEST_REQUIRED, "calibration", "note", "placement"}
     reserved = [c for c in rows[0][1] if c in {*COLUMNS, *_KNOWN} - own] if rows else []
     if reserved:
         raise ConfigError(f"{path}: column {reserved[0]!r} is reserved for measured data")
@@ -384,6 +399,7 @@ def _read_manifest(path: Path) -> dict[Path, _Entry]:
             note=row.get("note", ""),
             extra={k: v for k, v in row.items() if k not in own},
             where=where,
+            placement=_placement(row.get("placement", ""), where),
         )
     return out
 
@@ -431,6 +447,7 @@ def _read_points(path: Path, root: Path) -> list[MeasuredRun]:
                 extra=_extra(row),
                 summary=summary,
                 dirs=(d,),
+                placement=_placement(row.get("placement", ""), where),
             )
         )
     return runs
@@ -461,6 +478,18 @@ def _vsim_design(doc: Mapping[str, Any], label: str) -> str | None:
     return name
 
 
+def _vsim_placement(doc: Mapping[str, Any], label: str) -> str | None:
+    """The placement label a vsim block records (None without one)."""
+    block = doc.get("vsim")
+    spec = block.get("placement") if isinstance(block, Mapping) else None
+    if spec is None:
+        return None
+    text = spec.get("label") if isinstance(spec, Mapping) else spec
+    if not isinstance(text, str):
+        raise FioFormatError(f"{label}: the vsim block's placement has no label")
+    return _placement(text, label)
+
+
 def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[MeasuredRun]:
     doc = _read_document(path, label)
     try:
@@ -476,6 +505,13 @@ def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[Measure
             f"says {embedded}"
         )
     name = entry.design if entry is not None else _design(str(embedded), label)
+    placed = _vsim_placement(doc, label)
+    if entry is not None and placed is not None and placed != entry.placement:
+        raise ConfigError(
+            f"{label}: {entry.where} says placement {entry.placement} but the file's vsim "
+            f"block says {placed}"
+        )
+    placement = entry.placement if entry is not None else placed or FREE
     if not jobs:
         raise FioFormatError(f"{label}: no jobs")
     names = [j.jobname for j in jobs]
@@ -506,6 +542,7 @@ def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[Measure
                 extra=dict(entry.extra) if entry is not None else {},
                 fio=job,
                 dirs=tuple("total" if d == "mixed" else d for d in job.directions),
+                placement=placement,
             )
         )
     return runs
@@ -547,6 +584,7 @@ def _rows(index: int, run: MeasuredRun) -> list[dict[str, Any]]:
             "iodepth": w.iodepth,
             "numjobs": w.numjobs,
             "rwmixread": w.rwmixread,
+            "placement": run.placement,
         }
         if run.fio is not None:
             st = _fio_direction(run.fio, d)
@@ -571,7 +609,7 @@ def _number_repeats(runs: list[MeasuredRun]) -> list[MeasuredRun]:
 
     def key(run: MeasuredRun, d: str) -> tuple[Any, ...]:
         w = run.workload
-        return (run.design, w.rw, d, w.bs, w.iodepth, w.numjobs, w.rwmixread)
+        return (run.design, w.rw, d, w.bs, w.iodepth, w.numjobs, w.rwmixread, run.placement)
 
     for run in runs:
         if run.repeat >= 0:

@@ -25,6 +25,7 @@ import pandas as pd
 import tomli_w
 
 from vsim.errors import ConfigError
+from vsim.measure.placement import FREE
 from vsim.outputs import write_atomic
 
 __all__ = [
@@ -66,7 +67,9 @@ TRACES = "traces"
 FIO = "fio"
 FIO_RUNS = "runs.csv"  # in fio/
 MICROBENCH = "microbench"
-MANIFEST_HEADER = ["file", "design", "repeat", "calibration", "note"]
+MANIFEST_HEADER = ["file", "design", "repeat", "calibration", "note", "placement"]
+# The header before placements (vsim measure before the placement factor): read as free.
+_MANIFEST_HEADER_V1 = MANIFEST_HEADER[:5]
 
 
 def write_manifest(path: Path, rows: list[list[str]]) -> None:
@@ -78,7 +81,8 @@ def write_manifest(path: Path, rows: list[list[str]]) -> None:
 
 
 def manifest_rows(path: Path) -> list[list[str]]:
-    """The rows of an existing manifest, verbatim (without its header)."""
+    """The rows of an existing manifest, verbatim (without its header); the rows of an older
+    manifest without placements get the placement ``free``."""
     if not path.exists():
         return []
     try:
@@ -86,6 +90,8 @@ def manifest_rows(path: Path) -> list[list[str]]:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
+    if rows and rows[0] == _MANIFEST_HEADER_V1:
+        return [[*r, FREE] for r in rows[1:]]
     if not rows or rows[0] != MANIFEST_HEADER:
         raise ConfigError(f"{path}: not a vsim measure manifest ({','.join(MANIFEST_HEADER)})")
     return rows[1:]
