@@ -24,13 +24,16 @@ __all__ = ["validation_plots"]
 
 
 def _panels(t: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
-    keys = ["rw", "dir", "bs", "numjobs", "rwmixread"]
+    keys = ["rw", "dir", "bs", "numjobs", "rwmixread", "placement"]
+    keys = [k for k in keys if k in t.columns]
     return [(k if isinstance(k, tuple) else (k,), g) for k, g in t.groupby(keys, sort=False)]
 
 
 def _panel_title(key: tuple[Any, ...]) -> str:
-    rw, d, bs, nj, _ = key
-    return f"rw={rw} {d} bs={bs}" + (f" numjobs={nj}" if nj != 1 else "")
+    rw, d, bs, nj = key[:4]
+    pl = key[5] if len(key) > 5 else "free"
+    title = f"rw={rw} {d} bs={bs}" + (f" numjobs={nj}" if nj != 1 else "")
+    return title + (f" cpus {pl}" if pl != "free" else "")
 
 
 def validation_plots(v: Validation, out: Path) -> list[Path]:

@@ -18,12 +18,13 @@ from vsim.engine import simulate
 from vsim.errors import ConfigError
 from vsim.fio import bins_from_ns, latency_summary, percentile_key, sample_from_bins
 from vsim.measure.dataset import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
+from vsim.measure.placement import FREE, check_cpus, resolve_placement
 from vsim.measure.rules import CalibrationRule, rule_mask, rule_text
 from vsim.outputs import made_dirs, write_atomic
 from vsim.precision import CI, mean_ci
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
-from vsim.scenario import DESIGNS, Scenario, Workload, design
+from vsim.scenario import DESIGNS, Design, Scenario, Workload, design
 from vsim.validate.report import markdown, summary
 
 __all__ = [
@@ -286,7 +287,9 @@ def validate(
     query over the point columns (``"iodepth in [1, 8]"``, ``"design == 'virtio-blk'"``) or a
     mapping ``{column: values}``; None takes the dataset's own ``calibration`` marks (a point
     is a calibration point when any of its runs is). Calibration points are excluded from the
-    headline.
+    headline. A point with a pinned placement (``G:B1[:B2...]``) is predicted with the same
+    pinning (the guest's vCPUs on G, the backend's threads as vsim.measure.placement resolves
+    the label); every CPU it names must exist on the profile's host.
     """
     if ios < 1:
         raise ConfigError(f"ios must be >= 1, got {ios}")
@@ -297,7 +300,8 @@ def validate(
     pts = measured.points
     if use is not None and not rule_mask(pts, use).any():
         raise ConfigError(f"use {rule_text(use)} matches no measured point")
-    cache: dict[tuple[str, Workload], Result] = {}
+    _check_placements(pts, prof, name)
+    cache: dict[tuple[str, Workload, str], Result] = {}
     rows: list[dict[str, Any]] = []
     predicted: dict[int, Result] = {}
     members: dict[int, list[int]] = {}
@@ -306,9 +310,9 @@ def validate(
         point = dict(zip(POINT_KEYS, key, strict=True))
         w = measured.workload(int(grp.index[0]))
         w = replace(w, number_ios=math.ceil(ios / w.numjobs), runtime=None, ramp_time=0.0)
-        ck = (str(point["design"]), w)
+        ck = (str(point["design"]), w, str(point["placement"]))
         if ck not in cache:
-            scen = Scenario(workload=w, design=design(ck[0]), profile=name)
+            scen = _scenario(w, design(ck[0]), ck[2], prof, name)
             cache[ck] = simulate(scen, seed, profile=prof)
         res = cache[ck]
         i = len(rows)
@@ -335,6 +339,29 @@ def validate(
     )
 
 
+def _check_placements(pts: pd.DataFrame, prof: Profile, name: str) -> None:
+    """Every CPU a pinned placement names exists on the profile's host (before any run)."""
+    for label, grp in pts.groupby("placement", sort=False):
+        try:
+            check_cpus(str(label), range(prof.host_cpus), f"the host of profile {name}")
+        except ConfigError as exc:
+            raise ConfigError(f"{grp['file'].iloc[0]}: {exc}") from None
+
+
+def _scenario(w: Workload, d: Design, label: str, prof: Profile, name: str) -> Scenario:
+    """The scenario that predicts a point: pinned as its placement says (free: as the profile's
+    scheduler places the threads)."""
+    guest, cpus = resolve_placement(label, d.threads)
+    if cpus is None:
+        return Scenario(workload=w, design=d, profile=name)
+    return Scenario(
+        workload=w,
+        design=replace(d, cpus=cpus),
+        profile=name,
+        guest_cpus=(guest,) * prof.guest_vcpus,
+    )
+
+
 def _order(key: tuple[Any, ...]) -> tuple[Any, ...]:
     point = dict(zip(POINT_KEYS, key, strict=True))
     names = list(DESIGNS)
@@ -347,6 +374,8 @@ def _order(key: tuple[Any, ...]) -> tuple[Any, ...]:
         point["numjobs"],
         point["rwmixread"],
         rank,
+        point["placement"] != FREE,
+        point["placement"],
         point["iodepth"],
     )
 

@@ -48,13 +48,26 @@ def _set_label(cal: Any) -> str:
     return "cal" if bool(cal) else "held-out"
 
 
+def _qd(r: pd.Series) -> str:
+    """The iodepth cell, with the point's CPU placement when it is pinned (``8 @0:1``)."""
+    pl = str(r.get("placement", "free"))
+    return str(r["iodepth"]) if pl == "free" else f"{r['iodepth']} @{pl}"
+
+
+def _qd_column(df: pd.DataFrame) -> pd.Series:
+    """The iodepth column of a text table: numbers, unless some point is pinned."""
+    if "placement" not in df or (df["placement"] == "free").all():
+        return df["iodepth"]
+    return df.apply(_qd, axis=1)
+
+
 def _point_cells(r: pd.Series) -> list[str]:
     return [
         str(r["design"]),
         str(r["rw"]),
         str(r["dir"]),
         str(r["bs"]),
-        str(r["iodepth"]),
+        _qd(r),
         "cal" if r["calibration"] else "held-out",
         str(r["repeats"]),
     ]
@@ -167,7 +180,7 @@ def _gains_md(g: pd.DataFrame) -> str:
                 str(r["rw"]),
                 str(r["dir"]),
                 str(r["bs"]),
-                str(r["iodepth"]),
+                _qd(r),
                 "cal" if r["calibration"] else "held-out",
                 meas,
                 _f(r["gain_pred_pct"]),
@@ -235,7 +248,7 @@ def summary(v: Validation) -> str:
         "rw": t["rw"],
         "dir": t["dir"],
         "bs": t["bs"],
-        "qd": t["iodepth"],
+        "qd": _qd_column(t),
         "set": t["calibration"].map(_set_label),
     }
     for m in present_metrics(t, ("iops", *SHOWN_LATENCIES)):
@@ -257,7 +270,7 @@ def summary(v: Validation) -> str:
                 "rw": g["rw"],
                 "dir": g["dir"],
                 "bs": g["bs"],
-                "qd": g["iodepth"],
+                "qd": _qd_column(g),
                 "measured": g["gain_meas_pct"].map(_f),
                 "predicted": g["gain_pred_pct"].map(_f),
                 "error pp": g["gain_err_pp"].map(_f),
