@@ -106,6 +106,10 @@ def test_apply_scales_an_empirical_distribution():
     assert new["costs"]["pop"]["quantiles_us"] == [3.0, 6.0, 12.0]
     before = Profile.from_dict(doc, "a").cost("pop", "user").mean
     assert Profile.from_dict(new, "b").cost("pop", "user").mean == pytest.approx(1.5 * before)
+    from vsim.calibrate.fit import _record_provenance
+
+    _record_provenance(new, doc, free_params(doc), np.array([1.5]), np.array([0.1]), 1.0, "d")
+    assert new["costs"]["pop"]["provenance"] == "fitted"
     doc["fit"]["s"]["mode"] = "set"  # a list cannot be set to one number
     with pytest.raises(ProfileError, match="is not a number"):
         free_params(doc)
@@ -224,3 +228,53 @@ def test_calibrate_use_rule_that_matches_nothing(tmp_path, capsys):  # type: ign
     code = main(["calibrate", str(LOCAL), "--use", "iodepth=64", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "--use iodepth=64 matches none" in err and not out.exists()
+
+
+def test_calibrate_measure_refuses_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from vsim.cli import main
+
+    out = str(tmp_path / "p.toml")
+    assert main(["calibrate", "--measure", str(ROOT / "validation" / "local"), "--out", out]) == 2
+    assert "--measure measures its own dataset" in capsys.readouterr().err
+    assert main(["calibrate", "--out", out]) == 2
+    assert "give a measured dataset directory, or --measure" in capsys.readouterr().err
+    assert main(["calibrate", "--measure", "--budget", "soon", "--out", out]) == 2
+    assert not (tmp_path / "p.toml").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    shutil.which("fio") is None, reason="fio is not installed (apt-get install fio)"
+)
+def test_recalibrate_measures_and_fits(tmp_path: Path):
+    """The one-command re-calibration, shrunk: its dataset has runs, fio and microbenchmarks,
+    and the profile it fits loads, records its fit and predicts its own calibration points."""
+    from vsim.calibrate.machine import MachinePlan, recalibrate
+    from vsim.errors import UnavailableError
+
+    plan = MachinePlan(
+        rws=("randread",),
+        iodepths=(1, 4),
+        runtime=0.3,
+        fio_bss=(4096, 16384),
+        fio_iodepths=(1, 4),
+        fio_runtime=0.3,
+        precision=0.5,
+        budget_s=10.0,
+        ios=300,
+    )
+    said: list[str] = []
+    try:
+        fit = recalibrate(
+            tmp_path / "ds", name="here", plan=plan, directory=str(tmp_path), say=said.append
+        )
+    except UnavailableError as exc:
+        pytest.skip(str(exc))
+    ds = tmp_path / "ds"
+    for part in ("runs", "fio", "microbench", "manifest.csv", "summary.csv"):
+        assert (ds / part).exists(), part
+    assert [m[:3] for m in said[:4]] == ["1/4", "2/4", "3/4", "4/4"]
+    fit.write(tmp_path / "here.toml")
+    prof = Profile.from_file(tmp_path / "here.toml")
+    assert set(fit.document["fit_report"]["parameters"]) >= {"kick", "completion"}
+    assert prof.provenance["costs.kick"].startswith("fitted:")
+    assert set(fit.residuals["iodepth"]) == {1, 4}

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from vsim.__version__ import __version__
-from vsim.calibrate import calibrate_from_runs, fit_profile
+from vsim.calibrate import Fit, calibrate_from_runs, fit_profile, residual_params
+from vsim.calibrate.machine import MachinePlan, recalibrate
 from vsim.engine import DEFAULT_MAX_IOS, simulate
 from vsim.errors import ConfigError, VsimError
 from vsim.measure import (
@@ -372,10 +373,31 @@ def _add_calibrate(sub: Any) -> None:
         help="fit a profile to measurements",
         epilog="examples: vsim calibrate runs/local --out calibration/profiles/local.toml "
         "--use iodepth=1,8\n  vsim calibrate --fit --base calibration/seed-2011/base.toml "
-        "validation/seed-2011 --out calibration/profiles/seed-2011.toml",
+        "validation/seed-2011 --out calibration/profiles/seed-2011.toml\n"
+        "  vsim calibrate --measure --dir /var/tmp --out here.toml   # this machine, ~3 min",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("runs", nargs="+", help="measured dataset directories (vsim measure --out)")
+    p.add_argument("runs", nargs="*", help="measured dataset directories (vsim measure --out)")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="re-calibrate this machine in one go: measure the calibration points (both "
+        "designs, 4k randread/randwrite, iodepth 1 and 8, to --precision within --budget), the "
+        "disk with fio across block sizes and the microbenchmarks into --dataset, then "
+        "calibrate and fit (about 3 minutes)",
+    )
+    p.add_argument(
+        "--dataset", help="--measure: the dataset to write (default: vsim-calibration-<UTC>)"
+    )
+    p.add_argument("--dir", help="--measure: scratch directory (default: the current one)")
+    p.add_argument(
+        "--precision", type=float, default=0.03, help="--measure: IOPS CI target (0.03 = 3 %%)"
+    )
+    p.add_argument(
+        "--budget",
+        default="90s",
+        help="--measure: wall time for the calibration points' rounds (90s, 2m)",
+    )
     p.add_argument("--out", required=True, help="the profile file to write (.toml)")
     p.add_argument(
         "--use",
@@ -385,7 +407,9 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument(
         "--fit",
         action="store_true",
-        help="least-squares fit of the free parameters declared in --base",
+        help="least-squares fit to the calibration points: of the free parameters declared in "
+        "--base, or (without --base) of the numbers a trace calibration reads least directly "
+        "(the kick, the completion path, the backend's submission cost)",
     )
     p.add_argument("--base", help="base profile with [fit.*] free parameters (for --fit)")
     p.add_argument("--name", help="name of the new profile (default: the --out file's stem)")
@@ -712,33 +736,75 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
         raise ConfigError(f"--out {a.out}: a profile is a .toml file")
     _check_writable(a.out)
     name = a.name or out.stem
+    source = shlex.join(["vsim", *sys.argv[1:]])
+    if a.measure:
+        _calibrate_here(a, out, name, source)
+        return
+    if not a.runs:
+        raise ConfigError("give a measured dataset directory, or --measure to measure this machine")
     src = a.runs[0] if len(a.runs) == 1 else a.runs
-    if a.fit:
-        if a.base is None:
-            raise ConfigError("--fit needs --base PROFILE with [fit.*] free parameters")
+    use = parse_rule(a.use)
+    if a.fit and a.base is not None:  # the free numbers a base profile declares
         try:
             base = tomllib.loads(Path(a.base).read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"--base {a.base}: {e}") from None
         base["name"] = name
-        measured = load_measured(src)
-        fit = fit_profile(
-            base,
-            measured,
-            use=parse_rule(a.use),
-            ios=a.ios,
-            seed=a.seed,
-            source=shlex.join(["vsim", *sys.argv[1:]]),
+        _write_fit(
+            fit_profile(base, load_measured(src), use=use, ios=a.ios, seed=a.seed, source=source),
+            out,
         )
-        sys.stdout.write(fit.summary())
-        for note in fit.notes:
-            print(f"note: {note}", file=sys.stderr)
-        fit.write(out)
     else:
-        cal = calibrate_from_runs([Path(p) for p in a.runs], use=parse_rule(a.use), name=name)
+        cal = calibrate_from_runs([Path(p) for p in a.runs], use=use, name=name)
         sys.stdout.write(cal.summary())
-        cal.write(out)
+        if not a.fit:
+            cal.write(out)
+        else:  # then the numbers the traces read least directly, fitted to the same points
+            doc = {**cal.document, "fit": residual_params(cal.document)}
+            _write_fit(
+                fit_profile(
+                    doc, load_measured(src), use=use, ios=a.ios, seed=a.seed, source=source
+                ),
+                out,
+            )
     print(f"wrote {out}", file=sys.stderr)
+
+
+def _calibrate_here(a: argparse.Namespace, out: Path, name: str, source: str) -> None:
+    """`vsim calibrate --measure`: measure this machine, then calibrate and fit."""
+    if a.runs or a.base is not None or a.use is not None:
+        raise ConfigError("--measure measures its own dataset: give no dataset, --base or --use")
+    if a.dir is not None:
+        check_directory(a.dir)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    dataset = Path(a.dataset or f"vsim-calibration-{stamp}")
+    check_dir(dataset)
+    plan = MachinePlan(
+        precision=a.precision, budget_s=parse_duration(a.budget), ios=a.ios, seed=a.seed
+    )
+
+    def say(msg: str) -> None:
+        print(f"vsim calibrate: {msg}", file=sys.stderr)
+
+    with Progress(0, "vsim calibrate", enabled=None) as progress:
+        fit = recalibrate(
+            dataset,
+            name=name,
+            plan=plan,
+            directory=a.dir,
+            say=say,
+            progress=progress,
+            source=source,
+        )
+    _write_fit(fit, out)
+    print(f"wrote {dataset} (the measurements)", file=sys.stderr)
+
+
+def _write_fit(fit: Fit, out: Path) -> None:
+    sys.stdout.write(fit.summary())
+    for note in fit.notes:
+        print(f"note: {note}", file=sys.stderr)
+    fit.write(out)
 
 
 def cmd_validate(a: argparse.Namespace) -> None:

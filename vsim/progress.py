@@ -38,6 +38,8 @@ class Progress:
 
     def __call__(self, done: int, total: int, label: str) -> None:
         if self._bar is not None:
+            if done < self._bar.n:  # a new phase counts from the start (vsim calibrate --measure)
+                self._bar.reset(total=total)
             if total != self._bar.total:  # a bound that tightens (vsim measure --precision)
                 self._bar.total = total
             self._bar.update(done - self._bar.n)

@@ -333,7 +333,7 @@ def _record_provenance(
     for p, v, se in zip(params, values, stderr, strict=True):
         what = f"{v:.4g} +- {se:.2g}" if p.mode == "set" else f"x{v:.4g} +- {se:.2g}"
         for path in p.paths:
-            node, _ = _leaf(doc, path)
+            node, _ = _leaf(doc, path, lists=p.mode == "scale")
             old = node.get("source", "")
             node["provenance"] = "fitted"
             node["source"] = (
