@@ -8,8 +8,9 @@ import simpy
 
 from vsim.kernel import Kernel
 from vsim.models.cpu import Cpu, Notifier, Thread
-from vsim.models.disk import HddTimes, Request
+from vsim.models.disk import Request
 from vsim.models.dists import Dist, dist_from_dict
+from vsim.models.hdd import HddTimes
 from vsim.models.monitor import Registry
 from vsim.models.placement import placer
 from vsim.models.virtqueue import Virtqueue, need_event

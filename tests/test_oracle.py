@@ -8,9 +8,10 @@ import simpy
 
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, md1_wait, mm1_wait, mva
-from vsim.models.disk import Disk, Request, ServiceTimes
+from vsim.models.disk import Disk, Request
 from vsim.models.dists import Dist
 from vsim.models.monitor import Registry
+from vsim.models.service import ServiceTimes
 from vsim.profile import derived
 
 SUBMIT_US = 40.0

@@ -16,7 +16,7 @@ def test_bundled_seed_profile_loads_with_provenance():
     assert "seed-2011" in bundled_profiles()
     p = load_profile("seed-2011")
     assert p.host_cpus == 4 and p.guest_vcpus == 1 and p.queue_size == 128
-    assert p.disk["model"] == "hdd"
+    assert p.disk.name == "hdd"
     # Every number has a provenance entry naming its kind and source.
     assert all(
         v.split(":")[0] in ("measured", "fitted", "cited", "derived") for v in p.provenance.values()

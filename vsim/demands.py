@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from vsim.analytic import Station, mva
@@ -15,35 +14,16 @@ __all__ = [
     "stations",
 ]
 
-# E[sqrt(|U1 - U2| * 3)] for independent uniform U1, U2 on [0, 1]: the mean of the square-root
-# seek curve (seek_min + (seek_avg - seek_min) * sqrt(d / (span / 3))) over random offsets.
-_RANDOM_SEEK_FRACTION = math.sqrt(3) * 8 / 15
-
 
 def disk_demand_us(profile: Profile, scenario: Scenario) -> tuple[float, int]:
-    """Mean disk service time per I/O (us) and the number of channels."""
-    spec = profile.disk
+    """Mean disk service time per I/O (us) and the number of channels, as the disk model says
+    (for the workload's bs: a calibrated disk's size curve, as the simulation uses)."""
+    model = profile.disk.model
     w = scenario.workload
     f = w.read_fraction
-    if spec["model"] != "hdd":
-        svc = spec["service"]
-
-        def mean(d: str) -> float:
-            for k in (f"{d}_{w.bs}", d, "any"):
-                if k in svc:
-                    return float(svc[k].mean)
-            return 0.0
-
-        return f * mean("read") + (1 - f) * mean("write"), int(spec["channels"])
-    xfer_if = w.bs / (spec["interface_mib_s"] * 1.048576)
-    hit = spec["overhead_us"] + xfer_if
-    seek = 1000 * (
-        spec["seek_min_ms"] + (spec["seek_avg_ms"] - spec["seek_min_ms"]) * _RANDOM_SEEK_FRACTION
-    )
-    miss = spec["overhead_us"] + seek + 30e6 / spec["rpm"] + w.bs / (spec["media_mib_s"] * 1.048576)
-    read = miss if w.random else hit
-    write = hit if spec["write_cache"] else (miss if w.random else hit)
-    return f * read + (1 - f) * write, 1
+    read = model.mean_us(False, w.bs, w.random) if f > 0 else 0.0
+    write = model.mean_us(True, w.bs, w.random) if f < 1 else 0.0
+    return f * read + (1 - f) * write, model.channels
 
 
 def stations(profile: Profile, scenario: Scenario) -> list[Station]:

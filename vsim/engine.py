@@ -192,6 +192,8 @@ class _Model:
             env=env,
         )
         kick, irq = Notifier("kick"), Notifier("irq")
+        # (checks first that the disk serves every direction of the workload at its bs)
+        self.extrapolated = prof.disk.extrapolated(w.bs, w.directions)
         self.disk, self.service = build_disk(
             env, prof.disk, w.size, rng_for("disk"), stats, rng_for("disk.completion")
         )
@@ -290,5 +292,6 @@ class _Model:
             events=next(eid) if eid is not None else 0,
             iops_rel_hw=m.iops_ci.rel_halfwidth,
             lat_rel_hw=m.lat_ci.rel_halfwidth,
+            extrapolated=self.extrapolated,
             wall_s=wall_s,
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vsim.errors import ProfileError
-from vsim.models.disk import parse_disk
+from vsim.models.disk import DiskSpec, parse_disk
 from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys
 from vsim.models.params import dist, record_provenance, scalar
 from vsim.models.placement import Placement, parse_pattern
@@ -53,7 +53,7 @@ class Profile:
     backend_lock: bool
     cpu: dict[str, Dist]
     costs: dict[str, dict[str, Dist]]
-    disk: dict[str, Any]
+    disk: DiskSpec
     provenance: dict[str, str] = field(default_factory=dict)
     source: str = ""
     wake_preempt: bool = False

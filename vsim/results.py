@@ -42,7 +42,9 @@ class Result:
     since the I/O's start at each stage of STAGES). `elapsed_s` is the measured window;
     `levels` holds time-averaged utilisation / queue length of every thread, CPU and the disk;
     `counters` holds event counts (kicks, interrupts, wake-ups, ...). `wall_s` is the only
-    non-deterministic field and is left out of every serialised form.
+    non-deterministic field and is left out of every serialised form. `extrapolated` is True
+    when the disk's service at the point's bs is extrapolated beyond the sizes the profile
+    measured, for a direction the point uses (see vsim.models.size_curve).
     """
 
     scenario: Scenario
@@ -57,6 +59,7 @@ class Result:
     events: int
     iops_rel_hw: float = float("nan")
     lat_rel_hw: float = float("nan")
+    extrapolated: bool = False
     wall_s: float = field(default=0.0, compare=False)
 
     # -- basic figures -----------------------------------------------------------------------
@@ -169,6 +172,7 @@ class Result:
             row["iops_hw_pct"] = 100 * self.iops_rel_hw
             row["lat_hw_pct"] = 100 * self.lat_rel_hw
             row["events"] = self.events
+            row["extrapolated"] = self.extrapolated
             out.append({k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()})
         return out
 

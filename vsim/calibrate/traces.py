@@ -576,10 +576,21 @@ def _completion(
     }
 
 
+_CHANNELS_MAX_BS = 4096  # channels are estimated at the sizes up to this one (see _disk)
+
+
 def _disk(fio: pd.DataFrame, ds: Path) -> dict[str, Any]:
-    """A `parallel` disk: per rw/bs service from fio's QD1 clat, channels from fio's peak IOPS."""
+    """A `parallel` disk: per rw/bs service from fio's QD1 clat, channels from fio's peak IOPS.
+
+    One service entry per measured direction and size (`read_4096`, ...): the disk model draws
+    the other sizes from its curve across them, computed when the profile loads (its per-byte
+    slope and monotone envelope are the model's, not written here). Channels = peak IOPS x mean
+    QD1 service, the median over rw/bs at the sizes <= _CHANNELS_MAX_BS when there are any: a
+    large block's peak IOPS is capped by bandwidth, not by the device's parallelism, so adding
+    large-bs fio data leaves the channel count of a calibration unchanged.
+    """
     service: dict[str, Any] = {}
-    channels = []
+    channels: dict[tuple[str, int], float] = {}
     for (d, bs), g in fio.groupby(["dir", "bs"]):
         qd1 = g[g.iodepth == g.iodepth.min()]
         samples = np.concatenate([sample_from_bins(b) for b in qd1["bins"] if b]) / 1e3
@@ -591,15 +602,23 @@ def _disk(fio: pd.DataFrame, ds: Path) -> dict[str, Any]:
         )
         service[key] = spec
         peak = g.groupby("iodepth")["iops"].mean().max()
-        channels.append(peak * float(np.mean(samples)) / 1e6)
-    k = max(1, round(float(np.median(channels))))
+        channels[str(d), int(bs)] = peak * float(np.mean(samples)) / 1e6
+    small = [v for (_, bs), v in channels.items() if bs <= _CHANNELS_MAX_BS]
+    estimates = small or list(channels.values())
+    k = max(1, round(float(np.median(estimates))))
+    over = f" at bs <= {_CHANNELS_MAX_BS}" if small and len(small) < len(channels) else ""
+    measured: dict[str, list[str]] = {}  # direction -> its sizes (groupby sorts them)
+    for d, bs in channels:
+        measured.setdefault(d, []).append(str(bs))
+    sizes = "; ".join(f"{d} {', '.join(b)}" for d, b in measured.items())
     return {
         "model": "parallel",
         "channels": {
             "value": k,
             "provenance": "measured",
-            "source": f"peak fio IOPS x mean QD1 service time (median over rw/bs: "
-            f"{np.median(channels):.2f}) in {ds}/fio",
+            "source": f"peak fio IOPS x mean QD1 service time (median over rw/bs{over}: "
+            f"{np.median(estimates):.2f}) in {ds}/fio; service measured at bs {sizes} (other "
+            f"sizes: the disk model's curve)",
         },
         "service": service,
     }

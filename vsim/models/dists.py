@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaincinv, ndtri
 
 from vsim.errors import ProfileError
 
@@ -16,14 +17,29 @@ __all__ = [
     "BLOCK",
     "DIST_PARAMS",
     "PROVENANCE_KEYS",
+    "QUANTILE_LEVELS",
     "Dist",
     "Sampler",
+    "blend",
     "check_keys",
     "dist_from_dict",
     "sampler",
 ]
 
 BLOCK = 1024  # random numbers drawn per refill of a sampler
+# Where the quantile function of an exponential, lognormal or gamma is tabulated (its top level
+# stands for the 1 - 1e-6 quantile). Linear between the levels, the table's mean is within 1 %
+# of the analytic one for a cv up to 2 (0.2 % for an exponential).
+QUANTILE_LEVELS = (
+    *np.linspace(0.0, 0.99, 100).tolist(),
+    0.995,
+    0.999,
+    0.9995,
+    0.9999,
+    0.99999,
+    1.0,
+)
+_TOP = 1 - 1e-6
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,38 @@ class Dist:
             levels=self.levels,
             quantiles_us=tuple(q * factor for q in self.quantiles_us),
         )
+
+    def quantile_function(self) -> Dist:
+        """This distribution as an empirical one (its quantile function, linear between levels):
+        exact for fixed, uniform and empirical; the others tabulated at QUANTILE_LEVELS."""
+        k = self.kind
+        if k == "empirical":
+            return self
+        if k == "fixed":
+            lv, q = [0.0, 1.0], [self.mean_us, self.mean_us]
+        elif k == "uniform":
+            lv, q = [0.0, 1.0], [self.low_us, self.high_us]
+        else:
+            lv = list(QUANTILE_LEVELS)
+            u = np.minimum(np.asarray(lv), _TOP)
+            if k == "exponential":
+                x = -self.mean_us * np.log1p(-u)
+            elif k == "lognormal":
+                s2 = math.log1p(self.cv**2)
+                x = np.exp(math.log(self.mean_us) - s2 / 2 + math.sqrt(s2) * ndtri(u))
+            elif k == "gamma":
+                shape = 1.0 / self.cv**2
+                x = gammaincinv(shape, u) * (self.mean_us / shape)
+            else:
+                raise ProfileError(f"unknown distribution kind {k!r}")
+            q = np.maximum.accumulate(x).tolist()
+        return Dist("empirical", levels=tuple(lv), quantiles_us=tuple(q))
+
+    def shifted(self, delta_us: float) -> Dist:
+        """The empirical form of this distribution with every value moved by delta_us."""
+        e = self.quantile_function()
+        q = tuple(v + delta_us for v in e.quantiles_us)
+        return Dist("empirical", levels=e.levels, quantiles_us=q)
 
     def to_dict(self) -> dict[str, Any]:
         """The profile-file form of this distribution."""
@@ -200,6 +248,19 @@ def dist_from_dict(spec: Any, where: str) -> Dist:
             raise ProfileError(f"{where}.quantiles_us: must be non-negative and non-decreasing")
         return Dist("empirical", levels=tuple(lva.tolist()), quantiles_us=tuple(qa.tolist()))
     raise ProfileError(f"{where}.dist: unknown distribution {kind!r}")
+
+
+def blend(a: Dist, b: Dist, t: float) -> Dist:
+    """The distribution whose quantile function is (1 - t) Q_a + t Q_b, 0 <= t <= 1.
+
+    Both quantile functions are piecewise linear (quantile_function), so on the union of their
+    levels the blend is exact, and so is its mean: (1 - t) mean_a + t mean_b.
+    """
+    qa, qb = a.quantile_function(), b.quantile_function()
+    lv = np.union1d(qa.levels, qb.levels)
+    q = (1 - t) * np.interp(lv, qa.levels, qa.quantiles_us)
+    q += t * np.interp(lv, qb.levels, qb.quantiles_us)
+    return Dist("empirical", levels=tuple(lv.tolist()), quantiles_us=tuple(q.tolist()))
 
 
 Sampler = Callable[[], float]  # returns the next draw in microseconds

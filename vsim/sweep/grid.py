@@ -76,6 +76,7 @@ def _run_point(args: tuple[Scenario, int, str, Profile, dict[str, Any]]) -> list
         m = mva_point(profile, scenario)
         row.update(iops=m["iops"], bw_kib_s=m["iops"] * w.bs / 1024)
         row.update({k: v for k, v in m.items() if k != "iops"})
+        row["extrapolated"] = profile.disk.extrapolated(w.bs, w.directions)
         return [row]
     res = simulate(scenario, seed, profile=profile, **run_opts)
     return [{**r, "method": "des"} for r in res.rows()]
