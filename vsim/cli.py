@@ -515,7 +515,22 @@ def cmd_run(a: argparse.Namespace) -> None:
     df = pd.DataFrame(res.rows())
     text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
     _emit(text if fmt != "parquet" else None, df, a, fmt)
+    _notes(df)
+
+
+def _notes(df: pd.DataFrame) -> None:
+    """Say what a table's columns flag: tag waits, and block sizes outside the measured ones."""
     _note_tag_wait(df)
+    if "extrapolated" in df.columns and df["extrapolated"].fillna(False).astype(bool).any():
+        sizes = sorted(
+            {int(b) for b in df.loc[df["extrapolated"].fillna(False).astype(bool), "bs"]}
+        )
+        print(
+            f"note: bs {', '.join(map(str, sizes))} lies outside the block sizes the profile's "
+            "disk was measured at: its service time is extrapolated (column extrapolated; "
+            "measure those sizes with vsim measure --fio --bs ...)",
+            file=sys.stderr,
+        )
 
 
 def _note_tag_wait(df: pd.DataFrame) -> None:
@@ -576,7 +591,7 @@ def cmd_sweep(a: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
-    _note_tag_wait(df)
+    _notes(df)
 
 
 def _placements(a: argparse.Namespace) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from vsim.fio import read_fio_json, sample_from_bins
 from vsim.measure import layout
 from vsim.measure.baseline import fio_rows
 from vsim.measure.dataset import load_measured
+from vsim.measure.placement import FREE
 from vsim.measure.rules import CalibrationRule, calibration_subset
 from vsim.models.dists import dist_from_dict
 from vsim.outputs import write_atomic
@@ -139,6 +140,8 @@ def _placement(runs: list[tuple[dict[str, Any], RunRecord]], src: str) -> dict[s
     for row, r in runs:
         n = DESIGNS[str(row["design"])].threads if str(row["design"]) in DESIGNS else 0
         if n not in (1, 2) or len(r.guest_cpu) < 2:
+            continue
+        if str(row.get("placement", FREE)) != FREE:  # pinned: the scheduler did not place it
             continue
         pats = _patterns(r, n)
         n_runs[n] = n_runs.get(n, 0) + 1
