@@ -251,10 +251,10 @@ def test_manifest_placement_column_and_older_manifests(tmp_path: Path) -> None:
     header = "file,design,repeat,calibration,note"
     _write_manifest(ds, ["runs/a.json,virtio-blk,0,,", "runs/b.json,virtio-blk,1,,"], header)
     assert layout.manifest_rows(ds / "manifest.csv")[0] == [
-        "runs/a.json", "virtio-blk", "0", "", "", "free",
+        "runs/a.json", "virtio-blk", "0", "", "", "free", "",
     ]  # fmt: skip
     assert list(load_measured(ds).points["placement"]) == ["free", "free"]
-    rows = ["runs/a.json,virtio-blk,0,,,0:1", "runs/b.json,virtio-blk,0,,,free"]
+    rows = ["runs/a.json,virtio-blk,0,,,0:1,1.5", "runs/b.json,virtio-blk,0,,,free,"]
     _write_manifest(ds, rows, ",".join(layout.MANIFEST_HEADER))
     pts = load_measured(ds).points
     assert list(pts["placement"]) == ["0:1", "free"]  # one repeat index, two points
@@ -436,3 +436,31 @@ def test_validate_cli_refuses_a_cpu_the_profile_lacks(tmp_path: Path, capsys):  
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "placement 0:1:9: CPU 9 does not exist on the host of profile seed-2011" in err
+
+
+def test_steal_from_proc_stat(tmp_path: Path) -> None:
+    """Steal time is /proc/stat's 8th counter over the sum of the first eight (proc(5))."""
+    from vsim.measure.host import cpu_ticks, steal_pct
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    a = cpu_ticks(stat)
+    assert a is not None and a.steal == 35 and a.total == 1000
+    stat.write_text("cpu  200 0 100 1500 10 0 5 185 0 0\n")
+    b = cpu_ticks(stat)
+    assert steal_pct(a, b) == pytest.approx(100 * 150 / 1000)
+    assert steal_pct(b, a) is None and steal_pct(None, b) is None
+    stat.write_text("cpu  1 2 3\n")  # an old kernel without a steal column
+    assert cpu_ticks(stat) is None
+    assert cpu_ticks(tmp_path / "missing") is None
+    assert cpu_ticks() is not None  # this machine's own /proc/stat reads
+
+
+def test_manifest_without_steal_column_reads(tmp_path: Path) -> None:
+    from vsim.measure import layout
+
+    path = tmp_path / "manifest.csv"
+    path.write_text(
+        "file,design,repeat,calibration,note,placement\nruns/a.json,virtio-blk,0,,,0:1\n"
+    )
+    assert layout.manifest_rows(path) == [["runs/a.json", "virtio-blk", "0", "", "", "0:1", ""]]

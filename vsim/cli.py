@@ -705,6 +705,12 @@ def _campaign_line(summary: pd.DataFrame, precision: float | None) -> str:
         parts.append(f"worst IOPS CI +-{ci.max():.1f} % ({where})")
     elif len(ci):
         parts.append("worst IOPS CI: none (a point with a single run)")
+    steal = summary.get("steal_pct", pd.Series(dtype=float)).astype(float)
+    if steal.notna().any():
+        parts.append(
+            f"the hypervisor stole {steal.mean():.1f} % of the CPU time (up to {steal.max():.1f} "
+            "% over one point's runs: slower runs)"
+        )
     return "; ".join(parts)
 
 

@@ -25,6 +25,7 @@ from vsim.errors import ConfigError
 from vsim.fio import fio_json, read_fio_json
 from vsim.measure import layout
 from vsim.measure.dataset import load_measured
+from vsim.measure.host import cpu_ticks, steal_pct
 from vsim.measure.placement import (
     FREE,
     check_cpus,
@@ -281,7 +282,9 @@ def summarise(dataset: Path, precision: float | None = None, *, min_runs: int = 
     Besides them: ``runs`` (the runs with an IOPS), ``iops_cv_pct`` (the run-to-run CV),
     ``iops_ci_pct`` (the CI half-width in % of the mean), ``iops_drift_pct`` (the least-squares
     slope of IOPS against the round index, times the rounds spanned, in % of the mean: how far
-    the point moved over the campaign; the repeat number is the round) and ``converged``
+    the point moved over the campaign; the repeat number is the round), ``steal_pct`` (the
+    mean share of the machine's CPU time its hypervisor stole during the point's runs, from
+    /proc/stat; NaN when not recorded) and ``converged``
     (`min_runs` runs or more and the CI within `precision` x the mean; NA without a precision).
     """
     pts = load_measured(dataset).points
@@ -299,6 +302,8 @@ def summarise(dataset: Path, precision: float | None = None, *, min_runs: int = 
         row["iops_cv_pct"] = cv_pct(iops)
         row["iops_ci_pct"] = ci_pct(iops)
         row["iops_drift_pct"] = drift_pct(iops, g["repeat"].to_numpy(dtype=float))
+        steal = pd.to_numeric(g.get("steal_pct", pd.Series(dtype=float)), errors="coerce")
+        row["steal_pct"] = float(steal.mean()) if steal.notna().any() else math.nan
         row["converged"] = (
             pd.NA if precision is None else converged(iops, precision, min_runs=min_runs)
         )
@@ -371,6 +376,7 @@ def measure(
             w = p.workload
             d = design(dname)
             guest, cpus = resolve_placement(p.placement, d.threads)
+            ticks = cpu_ticks()
             rec = run(
                 w,
                 d,
@@ -393,13 +399,23 @@ def measure(
                 "backend_cpus": list(cpus) if cpus is not None else None,
                 "threads": list(d.thread_names),
             }
+            steal = steal_pct(ticks, cpu_ticks())
             doc = record_fio_json(rec, w, dname, c.engine, placed)
+            doc["vsim"]["host"] = {"steal_pct": steal}
             write_atomic(runs_dir / f"{name}.json", json.dumps(doc, indent=1))
             if c.trace_ios != 0:
                 traces.mkdir(exist_ok=True)
                 write_atomic(traces / f"{name}.npz", head(rec, c.trace_ios).save)
             manifest.append(
-                [f"{layout.RUNS}/{name}.json", dname, str(r), "", c.engine, p.placement]
+                [
+                    f"{layout.RUNS}/{name}.json",
+                    dname,
+                    str(r),
+                    "",
+                    c.engine,
+                    p.placement,
+                    "" if steal is None else f"{steal:.2f}",
+                ]
             )
             layout.write_manifest(out / layout.MANIFEST, manifest)
             if done == 0:

@@ -67,9 +67,11 @@ TRACES = "traces"
 FIO = "fio"
 FIO_RUNS = "runs.csv"  # in fio/
 MICROBENCH = "microbench"
-MANIFEST_HEADER = ["file", "design", "repeat", "calibration", "note", "placement"]
-# The header before placements (vsim measure before the placement factor): read as free.
+MANIFEST_HEADER = ["file", "design", "repeat", "calibration", "note", "placement", "steal_pct"]
+# Older headers: before placements (read as free), and before the host's steal time (empty:
+# not measured).
 _MANIFEST_HEADER_V1 = MANIFEST_HEADER[:5]
+_MANIFEST_HEADER_V2 = MANIFEST_HEADER[:6]
 
 
 def write_manifest(path: Path, rows: list[list[str]]) -> None:
@@ -82,7 +84,7 @@ def write_manifest(path: Path, rows: list[list[str]]) -> None:
 
 def manifest_rows(path: Path) -> list[list[str]]:
     """The rows of an existing manifest, verbatim (without its header); the rows of an older
-    manifest without placements get the placement ``free``."""
+    manifest without placements get the placement ``free``, and without steal time none."""
     if not path.exists():
         return []
     try:
@@ -91,7 +93,9 @@ def manifest_rows(path: Path) -> list[list[str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
     if rows and rows[0] == _MANIFEST_HEADER_V1:
-        return [[*r, FREE] for r in rows[1:]]
+        return [[*r, FREE, ""] for r in rows[1:]]
+    if rows and rows[0] == _MANIFEST_HEADER_V2:
+        return [[*r, ""] for r in rows[1:]]
     if not rows or rows[0] != MANIFEST_HEADER:
         raise ConfigError(f"{path}: not a vsim measure manifest ({','.join(MANIFEST_HEADER)})")
     return rows[1:]
