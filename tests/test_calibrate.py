@@ -278,3 +278,51 @@ def test_recalibrate_measures_and_fits(tmp_path: Path):
     assert set(fit.document["fit_report"]["parameters"]) >= {"kick", "completion"}
     assert prof.provenance["costs.kick"].startswith("fitted:")
     assert set(fit.residuals["iodepth"]) == {1, 4}
+
+
+def _backend_doc(kick: float, completion: float, user: float, kernel: float) -> dict:  # type: ignore[type-arg]
+    """A two-CPU profile whose kick, completion path and per-context backend costs are known."""
+    fixed = {"dist": "fixed"}
+    doc = synthetic_profile(
+        costs={
+            "guest_submit": {**fixed, "value_us": 20.0},
+            "guest_complete": {**fixed, "value_us": 10.0},
+            "kick": {**fixed, "value_us": kick},
+        },
+        host_cpus=2,
+        wakeup_idle={"dist": "uniform", "low_us": 5.0, "high_us": 15.0},
+    )
+    for op, us in (("pop", 8.0), ("submit_call", 10.0), ("submit_iocb", 15.0), ("push", 4.0)):
+        doc["costs"][op] = {
+            "user": derived({**fixed, "value_us": us * user}),
+            "kernel": derived({**fixed, "value_us": us * kernel}),
+        }
+    doc["disk"]["service_us"]["value"] = 60.0
+    doc["disk"]["completion"] = derived({**fixed, "value_us": completion})
+    return doc
+
+
+def test_residual_fit_round_trips_its_calibration_points(tmp_path: Path):
+    """The calibration round trip: from a wrong start (the kick, the completion path and both
+    backends' costs off by 30-150 %), the residual fit predicts its own calibration points (both
+    designs, iodepth 1 and 8) within 3 % IOPS and 5 % mean latency, as issue 13 asks."""
+    truth = Profile.from_dict(_backend_doc(12.0, 20.0, 1.0, 1.0), "truth")
+    lines = ["file,design,repeat,calibration"]
+    for d in ("virtio-blk", "vhost-blk"):
+        for qd in (1, 8):
+            w = Workload(rw="randread", iodepth=qd, number_ios=3000)
+            for rep, seed in enumerate((11, 12)):
+                r = simulate(
+                    Scenario(workload=w, design=design(d), profile="t"), seed, profile=truth
+                )
+                name = f"{d}-qd{qd}-r{rep}.json"
+                (tmp_path / name).write_text(json.dumps(r.to_fio_json()))
+                lines.append(f"{name},{d},{rep},true")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    base = _backend_doc(30.0, 6.0, 1.4, 0.7)
+    base["fit"] = residual_params(base)
+    assert set(base["fit"]) == {"kick", "completion", "user_backend", "kernel_backend"}
+    fit = fit_profile(base, load_measured(tmp_path), ios=3000, seed=5)
+    res = fit.residuals.set_index("metric")["error_pct"].abs()
+    assert res.loc["iops"].max() < 3.0, fit.summary()
+    assert res.loc[["clat_mean_us", "lat_mean_us"]].max() < 5.0, fit.summary()

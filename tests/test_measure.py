@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,9 @@ def test_campaign_end_to_end(disk_dir: Path, capsys):  # type: ignore[no-untyped
     # The run files are fio's format: vsim's fio reader takes them.
     doc = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert doc["jobs"][0]["read"]["clat_ns"]["bins"]
+    assert abs(doc["timestamp"] - time.time()) < 600  # when the run started (fio's field)
+    steal = doc["vsim"]["host"]["steal_pct"]  # the hypervisor's share of the CPU during it
+    assert steal is None or 0.0 <= steal <= 100.0
     assert not list(disk_dir.glob(".vsim*"))  # no scratch file left
 
 

@@ -246,7 +246,7 @@ def record_fio_json(
     if w.ramp_time:
         opts["ramp_time"] = w.ramp_time
     job = {"jobname": design_name, "elapsed_s": record.runtime_s, "options": opts, **samples}
-    doc = fio_json([job], timestamp=int(record.meta.get("wall_start", 0)))
+    doc = fio_json([job], timestamp=int(record.meta.get("start_time", 0)))
     doc["fio version"] = "vsim-reference"
     doc["vsim"] = {
         "design": {"name": design_name},
@@ -402,7 +402,7 @@ def measure(
             steal = steal_pct(ticks, cpu_ticks())
             doc = record_fio_json(rec, w, dname, c.engine, placed)
             doc["vsim"]["host"] = {"steal_pct": steal}
-            write_atomic(runs_dir / f"{name}.json", json.dumps(doc, indent=1))
+            write_atomic(runs_dir / f"{name}.json", json.dumps(doc, separators=(",", ":")))
             if c.trace_ios != 0:
                 traces.mkdir(exist_ok=True)
                 write_atomic(traces / f"{name}.npz", head(rec, c.trace_ios).save)
