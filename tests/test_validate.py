@@ -25,6 +25,7 @@ from vsim.validate import (
     demerit_pct,
     gain_ci,
     noise_floor,
+    paired_gain_ci,
     quantile_levels,
     rel_err_pct,
     validate,
@@ -139,6 +140,23 @@ def test_mean_ci_student_t() -> None:
     one = mean_ci([5.0, math.nan])  # NaN is "not measured"
     assert one.mean == 5.0 and one.n == 1 and math.isnan(one.low) and math.isnan(one.high)
     assert math.isnan(mean_ci([]).mean)
+
+
+def test_paired_gain_ci_cancels_common_drift() -> None:
+    """Pairs that drift together: the paired CI is tight where the unpaired one is wide."""
+    drift = np.array([1.0, 1.3, 0.8, 1.1, 0.9, 1.2])
+    b, c = 1000 * drift, 1100 * drift * np.array([1.0, 1.01, 0.99, 1.0, 1.01, 0.99])
+    p = paired_gain_ci(b, c)
+    d = np.log(c / b)
+    assert p.mean == pytest.approx(100 * math.expm1(d.mean()))
+    half = 2.5705818366147395 * d.std(ddof=1) / math.sqrt(6)  # Student t, 97.5 %, 5 df
+    assert p.high == pytest.approx(100 * math.expm1(d.mean() + half))
+    assert p.low == pytest.approx(100 * math.expm1(d.mean() - half))
+    u = gain_ci(b, c)
+    assert (p.high - p.low) < (u.high - u.low) / 10 and p.low > 0 > u.low
+    assert math.isnan(paired_gain_ci([1.0], [2.0]).low)
+    with pytest.raises(ConfigError, match="2 baseline runs but 1"):
+        paired_gain_ci([1.0, 2.0], [1.0])
 
 
 def test_gain_ci_delta_method() -> None:

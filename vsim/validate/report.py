@@ -199,7 +199,10 @@ _NOTES = """\
   others are counted (and listed below the headline), and "all points" gives both figures
   over every point. `ok` counts the conclusive points whose error is within the target
   (a prediction inside a wide CI is not "ok").
-- gain = IOPS({c}) / IOPS({b}) - 1; its {lv} CI is formed on the log ratio of the mean IOPS
+- gain = IOPS({c}) / IOPS({b}) - 1. Where the two designs' runs pair up by repeat (run i of
+  each measured back to back, as `vsim measure` interleaves them), it is the geometric mean of
+  the pair ratios with a Student-t {lv} CI on the mean log ratio: the machine's slow drift
+  cancels within a pair. Otherwise the ratio of the mean IOPS, its CI formed on the log ratio
   by the delta method with Welch-Satterthwaite degrees of freedom (unpaired repeats);
   error pp = predicted - measured gain. `gain_sign` counts the gains whose CI excludes zero
   (checked) and how many of them the prediction gets the sign of (ok).
@@ -286,7 +289,11 @@ def summary(v: Validation) -> str:
         lines += [
             f"  {r['metric']:<22} {_f(r['median_abs'], 2):>8} / {_f(r['worst_abs'], 2):>8}"
             f" {r['unit']} (n={r['n']}, inconclusive {r['n_inconclusive']}"
-            + (f", ok {r['n_ok']}/{r['n']} within {_f(r['target'], 0)}" if r["n"] else "")
+            + (
+                f", ok {r['n_ok']}/{r['n']} within {_f(r['target'], 0)}"
+                if r["n"] and not math.isnan(r["target"])
+                else ""
+            )
             + f"); all: {_f(r['median_all'], 2)} / {_f(r['worst_all'], 2)}"
             for _, r in h.iterrows()
             if r["metric"] != "gain_sign"
