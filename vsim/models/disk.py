@@ -130,8 +130,8 @@ def _table_keys(model: type[DiskModel]) -> list[str]:
     return list(dict.fromkeys(p.split(" ")[0].split(".")[0] for p in model.params))
 
 
-@dataclass(frozen=True)
-class DiskSpec:
+@dataclass(eq=False)  # not frozen: this module is compiled (setup.py), and a compiled frozen
+class DiskSpec:  # dataclass cannot be unpickled in a pool worker (a Profile travels there)
     """A profile's [disk]: its model, and the host's optional completion path (a delay between
     the device finishing a request and its AIO completion, off the device)."""
 
