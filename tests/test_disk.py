@@ -161,7 +161,8 @@ def test_a_direction_without_data_is_one_line(capsys, tmp_path: Path, method: st
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith(
-        "vsim: error: disk.service has no distribution for writes (it covers reads of bs 512-262144)"
+        "vsim: error: disk.service has no distribution for writes"
+        " (it covers reads of bs 512-262144)"
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import re
@@ -30,6 +29,7 @@ from vsim.measure import (
     measure_fio,
     measure_microbench,
 )
+from vsim.measure.layout import utc_stamp
 from vsim.measure.placement import FREE
 from vsim.measure.protocol import DEFAULT_MAX_ROUNDS, PRECISION_RUNTIME, parse_duration
 from vsim.measure.rules import parse_rule
@@ -658,8 +658,7 @@ def cmd_measure(a: argparse.Namespace) -> None:
     benches = _names(a.bench, "--bench") if a.bench is not None else None
     if benches is not None:  # before any directory is made
         check_names(benches)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(a.out or f"vsim-measure-{stamp}")
+    out = Path(a.out or f"vsim-measure-{utc_stamp()}")
     check_dir(out)
 
     if a.fio:
@@ -797,8 +796,7 @@ def _calibrate_here(a: argparse.Namespace, out: Path, name: str, source: str) ->
         raise ConfigError("--measure measures its own dataset: give no dataset, --base or --use")
     if a.dir is not None:
         check_directory(a.dir)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    dataset = Path(a.dataset or f"vsim-calibration-{stamp}")
+    dataset = Path(a.dataset or f"vsim-calibration-{utc_stamp()}")
     check_dir(dataset)
     plan = MachinePlan(
         precision=a.precision, budget_s=parse_duration(a.budget), ios=a.ios, seed=a.seed

@@ -407,15 +407,14 @@ def measure(
                 traces.mkdir(exist_ok=True)
                 write_atomic(traces / f"{name}.npz", head(rec, c.trace_ios).save)
             manifest.append(
-                [
+                layout.manifest_row(
                     f"{layout.RUNS}/{name}.json",
                     dname,
-                    str(r),
-                    "",
-                    c.engine,
-                    p.placement,
-                    "" if steal is None else f"{steal:.2f}",
-                ]
+                    r,
+                    note=c.engine,
+                    placement=p.placement,
+                    steal_pct=steal,
+                )
             )
             layout.write_manifest(out / layout.MANIFEST, manifest)
             if done == 0:

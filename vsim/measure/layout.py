@@ -47,12 +47,14 @@ __all__ = [
     "fio_files",
     "first_repeats",
     "load_microbench",
+    "manifest_row",
     "manifest_rows",
     "provenance_name",
     "read_fio_runs",
     "read_microbench_summary",
     "read_provenance",
     "trace_path",
+    "utc_stamp",
     "write_csv",
     "write_manifest",
     "write_toml",
@@ -128,11 +130,33 @@ def check_dataset(out: Path, part: str, *, append: bool) -> None:
         raise ConfigError(f"out {out}: a non-empty directory that is not a vsim dataset")
 
 
+def utc_stamp() -> str:
+    """The time now as the names of datasets and provenance files carry it (20261201T224527Z)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def manifest_row(
+    file: str, design: str, repeat: int, *, note: str, placement: str, steal_pct: float | None
+) -> list[str]:
+    """One run's manifest line, in MANIFEST_HEADER's order (calibration marks are left empty:
+    `vsim calibrate --use` or a later edit sets them)."""
+    cells = {
+        "file": file,
+        "design": design,
+        "repeat": str(repeat),
+        "calibration": "",
+        "note": note,
+        "placement": placement,
+        "steal_pct": "" if steal_pct is None else f"{steal_pct:.2f}",
+    }
+    return [cells[k] for k in MANIFEST_HEADER]
+
+
 def provenance_name(directory: Path, stem: str = "provenance") -> str:
     """STEM.toml, or (appending) a new STEM-<UTC time>.toml beside the earlier one."""
     if not (directory / f"{stem}.toml").exists():
         return f"{stem}.toml"
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     name, k = f"{stem}-{stamp}.toml", 1
     while (directory / name).exists():
         name, k = f"{stem}-{stamp}-{k}.toml", k + 1

@@ -441,7 +441,8 @@ def _compare(
         row[f"{m}_pred"] = pred[m]
         row[f"{m}_err_pct"] = rel_err_pct(pred[m], ci.mean)
         row[f"{m}_in_ci"] = ci.low <= pred[m] <= ci.high if not math.isnan(ci.low) else None
-        row[f"{m}_ci_pct"] = _ci_pct(ci)
+        finite = math.isfinite(ci.rel_halfwidth)  # inf without an interval
+        row[f"{m}_ci_pct"] = 100.0 * ci.rel_halfwidth if finite else math.nan
     for kind in LATENCY_KINDS:
         reps = [measured.samples(int(r), kind) for r in grp.index]
         have = [s for s in reps if s is not None]
@@ -466,13 +467,6 @@ def _compare(
             )
             row[f"{kind}_demerit{suffix}_ratio"] = dem / noise if noise else math.nan
     return row
-
-
-def _ci_pct(ci: CI) -> float:
-    """The CI's half-width in % of its mean (NaN without a CI)."""
-    if math.isnan(ci.low) or not ci.mean:
-        return math.nan
-    return 100.0 * (ci.high - ci.low) / 2 / abs(ci.mean)
 
 
 def _gains(table: pd.DataFrame, pts: pd.DataFrame, level: float) -> pd.DataFrame:
