@@ -196,7 +196,8 @@ class Thread:
     def syscall(self, held: float, inside: float) -> Proc:
         """With a lock: run `held` (us) holding it, then a system call of `inside` (us) with it
         dropped, and take it back. (Without one, callers yield held + inside: one timeout.)"""
-        yield held
+        if held:
+            yield held
         self.drop_lock()
         yield inside
         yield from self._take_lock()

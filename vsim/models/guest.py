@@ -54,7 +54,7 @@ class IO:
         self.t_sub = 0.0  # backend handed it to the disk
         self.t_dd = 0.0  # disk completed it
         self.t_push = 0.0  # backend pushed it to the used ring
-        self.t_done = 0.0  # fio reaped it (clat end)
+        self.t_done = 0.0  # the guest completed it in its interrupt handler (clat end)
 
 
 class FioJob:
@@ -182,9 +182,16 @@ class Vcpu:
             if irq is not None and irq.count:
                 irq.consume()
                 self.irqs += 1
-                carry = c.guest_irq()  # charged with the first reap (or alone below)
+                # The handler's entry runs before virtblk_done reads the used ring: entries
+                # pushed meanwhile are drained by this interrupt, not signalled again.
+                yield c.guest_irq()
                 while True:  # virtblk_done: drain the used ring, re-enable, re-check
                     while (io := vq.get_used()) is not None:
+                        # Each entry is completed before the next is read, and used_event
+                        # moves only at the re-enable: entries the device pushes meanwhile
+                        # are drained here with no interrupt of their own.
+                        yield c.guest_complete()
+                        io.t_done = env.now
                         job = io.job
                         job.done.append(io)
                         if job.vcpu is not self:
@@ -216,12 +223,13 @@ class Vcpu:
                     while job.done and budget:
                         budget -= 1
                         io = job.done.popleft()
-                        io.t_done = t_done = env.now + carry + c.guest_complete()
+                        t_done = env.now + carry
                         carry = 0.0
                         job.inflight -= 1
                         worked = True
                         if job.done or not vq.can_add() or c.has_loop:
-                            yield t_done - env.now
+                            if t_done > env.now:
+                                yield t_done - env.now
                             job.active.add(-1, t_done)
                             self.record(io)
                             continue  # submissions follow below, each after fio's loop
