@@ -472,6 +472,72 @@ def test_lock_dropped_around_a_syscall_lets_the_other_thread_run():
     assert lock.handoffs == 2
 
 
+def test_lock_is_retaken_after_a_syscall_shorter_than_the_waiters_wake_up():
+    from vsim.models.cpu import Lock
+
+    env, _, (a, b) = _threads(2, [0, 1])
+    lock = Lock()
+    a.lock = b.lock = lock
+    fd_a, fd_b = Notifier("a"), Notifier("b")
+    ran: list[tuple[str, float]] = []
+
+    def syscaller(t):  # type: ignore[no-untyped-def]
+        yield from t.start()  # runs at 50 holding the lock
+        for _ in range(5):  # Python code, then a 1 us system call with the lock dropped
+            yield env.timeout(20.0)
+            t.drop_lock()
+            yield env.timeout(1.0)
+            yield from t.take_lock()
+        yield from t.wait([fd_a])  # blocks at 155, the lock free
+
+    def waiter(t):  # type: ignore[no-untyped-def]
+        yield from t.start()
+        ran.append(("b", env.now))
+        yield from t.wait([fd_b])
+
+    env.process(syscaller(a))
+    env.process(waiter(b))
+    env.run(until=1000)
+    # b finds the lock held at 50. A drop wakes it (50 us: an idle wake-up), but a takes the lock
+    # back 1 us later: woken at 70, b runs at 120 and sleeps again; woken at 133, it runs at 183,
+    # after a has blocked (155), and takes the lock. (Handed over at each drop, it ran at 120.)
+    assert ran == [("b", 183.0)]
+    assert lock.handoffs == 1 and lock.forced == 0
+
+
+def test_lock_waiter_left_the_switch_interval_is_handed_the_lock():
+    from vsim.models.cpu import Lock
+
+    env, _, (a, b) = _threads(2, [0, 1])
+    lock = Lock(switch_us=100.0)
+    a.lock = b.lock = lock
+    fd_a, fd_b = Notifier("a"), Notifier("b")
+    ran: list[tuple[str, float]] = []
+
+    def hog(t):  # type: ignore[no-untyped-def]
+        yield from t.start()  # at 50, holding the lock
+        yield env.timeout(150.0)  # Python code for longer than the switch interval
+        t.drop_lock()  # a system call at 200: b has waited 150 >= 100
+        yield env.timeout(1.0)
+        yield from t.take_lock()
+        ran.append(("a", env.now))
+        yield from t.wait([fd_a])
+
+    def waiter(t):  # type: ignore[no-untyped-def]
+        yield from t.start()
+        ran.append(("b", env.now))
+        yield env.timeout(10.0)
+        yield from t.wait([fd_b])
+
+    env.process(hog(a))
+    env.process(waiter(b))
+    env.run(until=1000)
+    # b waits from 50; at a's drop (200) the lock is handed to b, which runs at 250 (an idle
+    # wake-up); a, back at 201, waits for it until b blocks at 260 and runs at 310.
+    assert ran == [("b", 250.0), ("a", 310.0)]
+    assert lock.forced == 1
+
+
 def test_disk_completion_path_delays_done_not_the_device():
     import itertools
 
@@ -487,3 +553,29 @@ def test_disk_completion_path_delays_done_not_the_device():
     # Service 5 each, back to back (the channel is free at 5); each done 10 after its service.
     assert done == [15.0, 20.0]
     assert disk.served == 2
+
+
+@pytest.mark.parametrize("name", ["virtio-blk", "vhost-blk"])
+def test_a_reap_takes_the_completions_that_land_while_the_thread_starts_it(make_profile, name):  # type: ignore[no-untyped-def]
+    from vsim import Scenario, Workload, design, simulate
+
+    # The backend submits two requests 3 us apart (its io_submit cost) to a two-channel 100 us
+    # disk, so they complete 3 us apart; the thread that reaps spends 5 us on its eventfd read
+    # before its io_getevents, which therefore finds both: one reap (and one interrupt) per
+    # pair. Read at the instant the thread was scheduled, each took a reap of its own.
+    prof = make_profile(
+        costs={
+            "submit_call": {"dist": "fixed", "value_us": 3.0},
+            "notify_read": {"dist": "fixed", "value_us": 5.0},
+        },
+        disk={
+            "model": "fixed",
+            "service_us": {"value": 100.0, "provenance": "derived", "source": "test"},
+            "channels": {"value": 2, "provenance": "derived", "source": "test"},
+        },
+    )
+    w = Workload(rw="randread", iodepth=2, number_ios=2000)
+    r = simulate(Scenario(workload=w, design=design(name), profile="test"), seed=1, profile=prof)
+    served, reaps = r.counters["disk_served"], r.counters["reap_calls"]
+    assert abs(2 * reaps - served) <= 2, (reaps, served)
+    assert abs(2 * r.counters["interrupts"] - served) <= 2

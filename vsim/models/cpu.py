@@ -66,21 +66,35 @@ class Notifier:
         return n
 
 
+# CPython's default switch interval (sys.getswitchinterval() = 0.005 s unless changed:
+# docs.python.org/3/library/sys.html#sys.setswitchinterval; DEFAULT_INTERVAL in
+# Python/ceval_gil.c).
+SWITCH_INTERVAL_US = 5000.0
+
+
 class Lock:
     """A lock threads must hold to run, taken after their CPU and dropped when they block.
 
     CPython's global interpreter lock is one: the reference backend's threads are Python
-    threads of one process, so its two-thread design serialises on it. A thread that finds the
-    lock held blocks (freeing its CPU) until the holder blocks and hands the lock over, which
-    wakes it like any other wake-up.
+    threads of one process, so its two-thread design serialises on it. It behaves as
+    Python/ceval_gil.c (CPython 3.2-3.12) implements it: dropping it (a system call, a block)
+    wakes one waiter but does not hand it over; whoever asks first once it is free takes it. A
+    holder back from a system call shorter than the waiter's wake-up takes it again before the
+    waiter runs, and the waiter sleeps again (the GIL's convoy effect): beside a busy holder, a
+    waiter runs when the holder blocks. A waiter left `switch_us` without a signal asks for the
+    lock (gil_drop_request) and the holder hands it over at its next drop (FORCE_SWITCHING;
+    CPython drops at its next eval-loop check, the model at the holder's next system call).
     """
 
-    __slots__ = ("handoffs", "holder", "waiters")
+    __slots__ = ("forced", "handoffs", "holder", "last", "switch_us", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, switch_us: float = SWITCH_INTERVAL_US) -> None:
         self.holder: Thread | None = None
+        self.last: Thread | None = None  # the last holder: a change of holder is a handoff
         self.waiters: deque[Thread] = deque()
+        self.switch_us = switch_us
         self.handoffs = 0
+        self.forced = 0
 
 
 class Thread:
@@ -106,6 +120,7 @@ class Thread:
         "env",
         "home",
         "lock",
+        "lock_since",
         "name",
         "pinned",
         "poll_us",
@@ -140,6 +155,7 @@ class Thread:
         self.polling: Level = stats.level(f"{name}.poll")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
         self.lock: Lock | None = None
+        self.lock_since = 0.0  # when this thread last began to wait for the lock
         self.preempts = False
         self.proc: LeanProcess | None = None
 
@@ -178,14 +194,17 @@ class Thread:
 
     def drop_lock(self) -> None:
         """Release the lock while still running: CPython drops the GIL around a system call,
-        so another thread may run Python code meanwhile; `take_lock` reclaims it after."""
+        so another thread may run Python code meanwhile; `take_lock` reclaims it after. The
+        first waiter is woken; it takes the lock only if it is still free when it runs, unless
+        it has waited the switch interval (then the lock is handed to it)."""
         lock = self.lock
         if lock is not None and lock.holder is self:
             lock.holder = None
             if lock.waiters:
                 nxt = lock.waiters.popleft()
-                lock.holder = nxt
-                lock.handoffs += 1
+                if self.env.now - nxt.lock_since >= lock.switch_us:
+                    lock.holder = nxt  # the forced switch
+                    lock.forced += 1
                 nxt.notify()
 
     def take_lock(self) -> Proc:
@@ -303,12 +322,17 @@ class Thread:
         assert lock is not None
         while lock.holder is not None and lock.holder is not self:
             lock.waiters.append(self)
+            self.lock_since = self.env.now
             self._ev = ev = self.env.event()
             self.state = "blocked"
             self._release()
             yield ev
             self._running()
         lock.holder = self
+        if lock.last is not self:
+            if lock.last is not None:
+                lock.handoffs += 1
+            lock.last = self
 
     def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
         if self.state == "polling" and not ev.triggered and self._ev is ev:
