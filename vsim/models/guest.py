@@ -54,7 +54,7 @@ class IO:
         self.t_sub = 0.0  # backend handed it to the disk
         self.t_dd = 0.0  # disk completed it
         self.t_push = 0.0  # backend pushed it to the used ring
-        self.t_done = 0.0  # the guest completed it in its interrupt handler (clat end)
+        self.t_done = 0.0  # fio reaped it (clat end; the handler completed it before)
 
 
 class FioJob:
@@ -191,7 +191,6 @@ class Vcpu:
                         # moves only at the re-enable: entries the device pushes meanwhile
                         # are drained here with no interrupt of their own.
                         yield c.guest_complete()
-                        io.t_done = env.now
                         job = io.job
                         job.done.append(io)
                         if job.vcpu is not self:
@@ -223,7 +222,7 @@ class Vcpu:
                     while job.done and budget:
                         budget -= 1
                         io = job.done.popleft()
-                        t_done = env.now + carry
+                        io.t_done = t_done = env.now + carry  # fio's reap: clat ends
                         carry = 0.0
                         job.inflight -= 1
                         worked = True
