@@ -24,7 +24,7 @@ from vsim.__version__ import __version__
 from vsim.errors import ConfigError
 from vsim.fio import fio_json, read_fio_json
 from vsim.measure import layout
-from vsim.measure.dataset import load_measured
+from vsim.measure.dataset import load_measured, point_ci
 from vsim.measure.host import cpu_ticks, steal_pct
 from vsim.measure.placement import (
     FREE,
@@ -46,7 +46,6 @@ from vsim.measure.protocol import (
     stop_reason,
 )
 from vsim.outputs import made_dirs, write_atomic
-from vsim.precision import mean_ci
 from vsim.reference.microbench import microbench
 from vsim.reference.runner import run
 from vsim.scenario import Workload, design
@@ -296,7 +295,7 @@ def summarise(dataset: Path, precision: float | None = None, *, min_runs: int = 
         iops = g["iops"].to_numpy(dtype=float)
         row["runs"] = int((~np.isnan(iops)).sum())
         for m in ("iops", "lat_mean_us", "clat_mean_us", "slat_mean_us", "lat_p99_us"):
-            ci = mean_ci(g[m].to_numpy(dtype=float))
+            ci = point_ci(g, m)
             row[m] = ci.mean
             row[f"{m}_ci95"] = (ci.high - ci.low) / 2
         row["iops_cv_pct"] = cv_pct(iops)

@@ -72,6 +72,7 @@ from vsim.fio import (
 )
 from vsim.measure.layout import MANIFEST, POINTS, find_dataset
 from vsim.measure.placement import FREE, parse_placement
+from vsim.precision import CI, CONFIDENCE, mean_ci, weighted_mean_ci
 from vsim.results import LATENCY_METRICS
 from vsim.scenario import Workload, design, parse_size
 
@@ -84,6 +85,7 @@ __all__ = [
     "MeasuredRun",
     "MeasuredSet",
     "load_measured",
+    "point_ci",
 ]
 
 #: The columns that identify a measured point (the repeats of a point share them).
@@ -115,6 +117,8 @@ COLUMNS = (
 )
 DIRS = ("read", "write", "total")
 LATENCY_KINDS = ("clat", "lat")
+#: The per-I/O means among METRICS: a point's is the mean over the I/Os of all its runs.
+IO_MEANS = ("slat_mean_us", "clat_mean_us", "lat_mean_us")
 
 _MANIFEST_REQUIRED = ("file", "design", "repeat")
 _POINTS_REQUIRED = ("design", "rw", "dir", "bs", "iodepth", "iops")
@@ -601,6 +605,17 @@ def _rows(index: int, run: MeasuredRun) -> list[dict[str, Any]]:
         row.update(run.extra)
         out.append(row)
     return out
+
+
+def point_ci(runs: pd.DataFrame, metric: str, level: float = CONFIDENCE) -> CI:
+    """A point's measured `metric` with its CI over its runs (rows of MeasuredSet.points): a
+    per-I/O mean (IO_MEANS) over all the runs' I/Os, each run weighted by its I/O count
+    (weighted_mean_ci: consistent with the mean IOPS by Little's law); anything else, and runs
+    without I/O counts (published summaries), the plain mean of the runs (mean_ci)."""
+    v = runs[metric].to_numpy(dtype=np.float64)
+    if metric in IO_MEANS and "ios" in runs:
+        return weighted_mean_ci(v, runs["ios"].to_numpy(dtype=np.float64), level)
+    return mean_ci(v, level)
 
 
 def _number_repeats(runs: list[MeasuredRun]) -> list[MeasuredRun]:

@@ -17,11 +17,11 @@ from scipy.special import stdtrit
 from vsim.engine import simulate
 from vsim.errors import ConfigError
 from vsim.fio import bins_from_ns, latency_summary, percentile_key, sample_from_bins
-from vsim.measure.dataset import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet
+from vsim.measure.dataset import LATENCY_KINDS, METRICS, POINT_KEYS, MeasuredSet, point_ci
 from vsim.measure.placement import FREE, check_cpus, resolve_placement
 from vsim.measure.rules import CalibrationRule, rule_mask, rule_text
 from vsim.outputs import made_dirs, write_atomic
-from vsim.precision import CI, mean_ci
+from vsim.precision import CI
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Design, Scenario, Workload, design
@@ -436,7 +436,7 @@ def _compare(
         "repeats": len(grp),
     }
     for m in COMPARED:
-        ci = mean_ci(grp[m].to_numpy(dtype=np.float64), level)
+        ci = point_ci(grp, m, level)
         row[f"{m}_meas"], row[f"{m}_lo"], row[f"{m}_hi"] = ci.mean, ci.low, ci.high
         row[f"{m}_pred"] = pred[m]
         row[f"{m}_err_pct"] = rel_err_pct(pred[m], ci.mean)
