@@ -276,7 +276,8 @@ def fit_profile(
     # A 5 % finite-difference step: a simulated objective moves in small discrete jumps (each
     # I/O's draws shift as a parameter moves), and with a 2 % step the trust region stalled on
     # them (the synthetic round trip in tests/test_calibrate.py ended at 3.4 % rms instead of
-    # recovering the truth; with 5 % it does, to 0.03 %).
+    # recovering the truth; with 5 % it does, to 0.03 %, from a start 17-33 % off; from farther
+    # off it can stop in a local minimum: see test_residual_fit_round_trips_from_far_off).
     sol = least_squares(f, x0, bounds=(lo, hi), diff_step=0.05, x_scale=1.0, max_nfev=60)
     m, n = len(sol.fun), len(x0)
     notes = []
