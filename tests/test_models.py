@@ -414,13 +414,18 @@ def test_fixed_dist():
     assert dist_from_dict(d.to_dict(), "x") == d
 
 
-def test_lock_serialises_threads_and_hands_over_on_block():
+def _locked_pair(**lock_kw):  # type: ignore[no-untyped-def]
+    """Two threads on CPUs 0 and 1 sharing one lock, and an eventfd for each to block on."""
     from vsim.models.cpu import Lock
 
     env, _, (a, b) = _threads(2, [0, 1])
-    lock = Lock()
+    lock = Lock(**lock_kw)
     a.lock = b.lock = lock
-    fd_a, fd_b = Notifier("a"), Notifier("b")
+    return env, a, b, lock, Notifier("a"), Notifier("b")
+
+
+def test_lock_serialises_threads_and_hands_over_on_block():
+    env, a, b, lock, fd_a, fd_b = _locked_pair()
     ran: list[tuple[str, float]] = []
 
     def worker(t, fd, name, work):  # type: ignore[no-untyped-def]
@@ -432,25 +437,20 @@ def test_lock_serialises_threads_and_hands_over_on_block():
     env.process(worker(a, fd_a, "a", 100.0))
     env.process(worker(b, fd_b, "b", 10.0))
     env.run(until=1000)
-    # Both start at 50 (idle wake-ups on two CPUs); b finds the lock held by a, blocks, and is
-    # handed the lock when a blocks at 150, waking 50 later (an idle wake-up): it runs at 200.
+    # Both start at 50 (idle wake-ups on two CPUs); b finds the lock held by a, blocks, is woken
+    # when a blocks at 150 and takes the lock 50 later (an idle wake-up): it runs at 200.
     assert ran == [("a", 50.0), ("b", 200.0)]
     assert lock.handoffs == 1 and lock.holder is None
 
 
 def test_lock_dropped_around_a_syscall_lets_the_other_thread_run():
-    from vsim.models.cpu import Lock
-
-    env, _, (a, b) = _threads(2, [0, 1])
-    lock = Lock()
-    a.lock = b.lock = lock
-    fd_a, fd_b = Notifier("a"), Notifier("b")
+    env, a, b, lock, fd_a, fd_b = _locked_pair()
     ran: list[tuple[str, float]] = []
 
     def syscaller(t):  # type: ignore[no-untyped-def]
         yield from t.start()  # runs at 50 holding the lock
         yield env.timeout(10.0)  # Python code, lock held
-        t.drop_lock()  # the system call: b takes the lock (an idle wake-up: 50)
+        t.drop_lock()  # the system call: b is woken (an idle wake-up: 50)
         yield env.timeout(100.0)
         yield from t.take_lock()  # back at 160, while b holds the lock
         ran.append(("a", env.now))
@@ -465,20 +465,15 @@ def test_lock_dropped_around_a_syscall_lets_the_other_thread_run():
     env.process(syscaller(a))
     env.process(python(b))
     env.run(until=1000)
-    # b starts at 50, finds the lock held and blocks; a drops it at 60, b wakes at 110 and runs
-    # to 170; a, back from its syscall at 160, blocks for the lock, is handed it at 170 and
-    # wakes 50 later (its CPU went idle).
+    # b starts at 50, finds the lock held and blocks; a drops it at 60, b wakes at 110, finds it
+    # free and runs to 170; a, back from its syscall at 160, blocks for the lock, is woken when b
+    # blocks at 170 and takes it 50 later (its CPU went idle).
     assert ran == [("b", 110.0), ("a", 220.0)]
     assert lock.handoffs == 2
 
 
 def test_lock_is_retaken_after_a_syscall_shorter_than_the_waiters_wake_up():
-    from vsim.models.cpu import Lock
-
-    env, _, (a, b) = _threads(2, [0, 1])
-    lock = Lock()
-    a.lock = b.lock = lock
-    fd_a, fd_b = Notifier("a"), Notifier("b")
+    env, a, b, lock, fd_a, fd_b = _locked_pair()
     ran: list[tuple[str, float]] = []
 
     def syscaller(t):  # type: ignore[no-untyped-def]
@@ -506,12 +501,7 @@ def test_lock_is_retaken_after_a_syscall_shorter_than_the_waiters_wake_up():
 
 
 def test_lock_waiter_left_the_switch_interval_is_handed_the_lock():
-    from vsim.models.cpu import Lock
-
-    env, _, (a, b) = _threads(2, [0, 1])
-    lock = Lock(switch_us=100.0)
-    a.lock = b.lock = lock
-    fd_a, fd_b = Notifier("a"), Notifier("b")
+    env, a, b, lock, fd_a, fd_b = _locked_pair(switch_us=100.0)
     ran: list[tuple[str, float]] = []
 
     def hog(t):  # type: ignore[no-untyped-def]
