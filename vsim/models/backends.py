@@ -160,14 +160,11 @@ class Backend:
             # io_getevents returns what has completed when it runs: the wake-up, the eventfd
             # read and the call's entry are spent first, and completions landing meanwhile are
             # in the same batch (the real completer reaps after all of them).
-            if t.lock is not None:
-                if carry:
-                    yield carry
-                carry = 0.0
-            else:
+            if t.lock is None:
                 carry += c.reap_call()
+            if carry:
                 yield carry
-                carry = 0.0
+            carry = 0.0
             self.reap_calls += 1
             batch = list(self.cq)
             self.cq.clear()
