@@ -46,9 +46,8 @@ def weighted_mean_ci(values: ArrayLike, weights: ArrayLike, level: float = CONFI
     r = float(np.sum(w * v) / np.sum(w))
     if n < 2:
         return CI.none(r, n)
-    u = w / w.mean() * (v - r)  # the linearised terms: they sum to zero
-    hw = float(stdtrit(n - 1, 0.5 + level / 2)) * math.sqrt(float(np.sum(u * u)) / (n - 1) / n)
-    return CI.symmetric(r, hw, n)
+    # the linearised terms (they sum to zero): their mean's Student-t half-width is r's
+    return CI.symmetric(r, ci_halfwidth(w / w.mean() * (v - r), level), n)
 
 
 def mser5(x: np.ndarray) -> int:

@@ -182,14 +182,13 @@ class Vcpu:
             if irq is not None and irq.count:
                 irq.consume()
                 self.irqs += 1
-                # The handler's entry runs before virtblk_done reads the used ring: entries
-                # pushed meanwhile are drained by this interrupt, not signalled again.
+                # The handler's entry runs before virtblk_done reads the used ring, each entry
+                # is completed before the next is read, and used_event moves only at the
+                # re-enable: entries the device pushes meanwhile are drained by this interrupt
+                # with no interrupt of their own.
                 yield c.guest_irq()
                 while True:  # virtblk_done: drain the used ring, re-enable, re-check
                     while (io := vq.get_used()) is not None:
-                        # Each entry is completed before the next is read, and used_event
-                        # moves only at the re-enable: entries the device pushes meanwhile
-                        # are drained here with no interrupt of their own.
                         yield c.guest_complete()
                         job = io.job
                         job.done.append(io)
