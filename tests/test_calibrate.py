@@ -347,3 +347,21 @@ def test_residual_fit_round_trips_its_calibration_points(tmp_path: Path):
 def test_residual_fit_round_trips_from_far_off(tmp_path: Path):
     res = _round_trip(tmp_path, (30.0, 6.0, 1.4, 0.7))
     assert res.loc["iops"].max() < 3.0, res.attrs["summary"]
+
+
+def test_warm_pops_are_those_of_requests_waiting_on_the_ring() -> None:
+    from types import SimpleNamespace
+
+    from vsim.calibrate.traces import _warm_pops
+
+    ns = np.array
+    # Request 1 is on the ring (kicked at 5) before request 0's io_submit returns (at 30): its
+    # pop (at 34) is back to back. Request 2 arrives (kick at 60) after request 1's io_submit
+    # returned (at 50): the backend slept, so its pop says nothing about a warm pop.
+    stages = {
+        "pop_ns": ns([10, 34, 90]) * 1000,
+        "io_submit_ns": ns([30, 50, 110]) * 1000,
+        "kick_ns": ns([1, 5, 60]) * 1000,
+    }
+    got = _warm_pops(SimpleNamespace(stages=stages))  # type: ignore[arg-type]
+    assert got.tolist() == [4.0]

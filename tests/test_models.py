@@ -569,3 +569,32 @@ def test_a_reap_takes_the_completions_that_land_while_the_thread_starts_it(make_
     served, reaps = r.counters["disk_served"], r.counters["reap_calls"]
     assert abs(2 * reaps - served) <= 2, (reaps, served)
     assert abs(2 * r.counters["interrupts"] - served) <= 2
+
+
+@pytest.mark.parametrize("name", ["virtio-blk", "vhost-blk"])
+def test_a_backend_woken_on_an_idle_cpu_runs_its_first_request_cold(make_profile, name):  # type: ignore[no-untyped-def]
+    from vsim import Scenario, Workload, design, simulate
+
+    def run(cold: float, iodepth: int):  # type: ignore[no-untyped-def]
+        prof = make_profile(
+            costs={
+                "pop_cold": {"dist": "fixed", "value_us": cold},
+                "submit_cold": {"dist": "fixed", "value_us": cold},
+            },
+            disk={
+                "model": "fixed",
+                "service_us": {"value": 100.0, "provenance": "derived", "source": "test"},
+                "channels": {"value": 64, "provenance": "derived", "source": "test"},
+            },
+        )
+        w = Workload(rw="randread", iodepth=iodepth, number_ios=4000)
+        return simulate(Scenario(workload=w, design=design(name), profile="t"), 1, profile=prof)
+
+    # At iodepth 1 the backend sleeps before every request: each pays both cold costs once.
+    warm, cold = run(0.0, 1), run(20.0, 1)
+    lat = cold.lat_ns.mean() - warm.lat_ns.mean()
+    assert lat / 1e3 == pytest.approx(40.0, abs=0.5)
+    # Kept awake by load, it rarely wakes on an idle CPU: the cost per I/O falls with load.
+    warm, cold = run(0.0, 32), run(20.0, 32)
+    extra = 1e6 / cold.iops - 1e6 / warm.iops
+    assert 0 <= extra < 10.0, extra

@@ -80,7 +80,17 @@ def test_load_by_path(tmp_path: Path):
         ),
         (
             lambda d: d["cpu"].update(placement=_placement(patterns={"1": {"0,1": 0}})),
-            "cpu.placement.patterns.1: the weights sum to zero",
+            "cpu.placement.patterns.1: the weights sum to zero at iodepth 1",
+        ),
+        (
+            lambda d: d["cpu"].update(placement=_placement(iodepths=[8, 1])),
+            "cpu.placement.iodepths: expected increasing iodepths",
+        ),
+        (
+            lambda d: d["cpu"].update(
+                placement=_placement(iodepths=[1, 8], patterns={"1": {"0,0": [1, 2, 3]}})
+            ),
+            "cpu.placement.patterns.1.0,0: expected a weight >= 0",
         ),
     ],
 )
@@ -116,6 +126,21 @@ def test_optional_scheduler_entries():
     assert p.placement.for_threads(1) == {(0, 0): 0.25, (0, 1): 0.75}
     assert p.placement.for_threads(2) is None  # two-thread designs place freely
     assert p.provenance["cpu.placement"].startswith("measured")
+
+
+def test_placement_shares_follow_the_iodepth_they_were_read_at():
+    doc = copy.deepcopy(synthetic_profile())
+    pats = {"1": {"0,0": [0.1, 0.4], "0,1": [0.9, 0.6]}}
+    doc["cpu"].update(placement=_placement(iodepths=[2, 8], patterns=pats))
+    pl = Profile.from_dict(doc, "test").placement
+    assert pl is not None and pl.iodepths == (2, 8)
+    assert pl.for_threads(1, 2) == {(0, 0): 0.1, (0, 1): 0.9}  # exact where measured
+    assert pl.for_threads(1, 8) == {(0, 0): 0.4, (0, 1): 0.6}
+    mid = pl.for_threads(1, 4)  # halfway in log iodepth
+    assert mid is not None and mid[(0, 0)] == pytest.approx(0.25)
+    assert mid[(0, 1)] == pytest.approx(0.75)
+    assert pl.for_threads(1, 1) == pl.for_threads(1, 2)  # held at the nearest beyond the range
+    assert pl.for_threads(1, 64) == pl.for_threads(1, 8)
 
 
 def test_bad_files(tmp_path: Path):

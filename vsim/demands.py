@@ -44,6 +44,7 @@ def stations(profile: Profile, scenario: Scenario) -> list[Station]:
     guest = c("guest_submit", "guest") + c("kick", "guest") + c("guest_irq", "guest")
     guest += c("guest_complete", "guest")
     submit = c("wait_return") + c("notify_read") + c("pop") + c("submit_call") + c("submit_iocb")
+    submit += c("pop_cold") + c("submit_cold")  # every wake-up from an idle CPU, as below
     complete = c("wait_return") + c("notify_read") + c("reap_call") + c("reap_event")
     complete += c("push") + c("signal")
     disk, channels = disk_demand_us(profile, scenario)

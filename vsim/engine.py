@@ -224,7 +224,7 @@ class _Model:
         procs += [(v.thread, v.run()) for v in self.vcpus]
         # The scheduler's placement, first: the threads start where its first pattern puts them.
         pl = prof.placement
-        patterns = pl.for_threads(d.threads) if pl else None
+        patterns = pl.for_threads(d.threads, w.iodepth * w.numjobs) if pl else None
         if pl and patterns and d.cpus is None and scenario.guest_cpus is None:
             placed = [v.thread for v in self.vcpus] + self.threads
             env.process(placer(placed, cpus, patterns, pl.epoch_us, rng_for("cpu.placement")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from vsim.models.disk import DiskSpec, parse_disk
 from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys
 from vsim.models.params import dist, record_provenance, scalar
 from vsim.models.placement import Placement, parse_pattern
-from vsim.models.syscalls import COST_DOCS, GUEST_OPS, HOST_OPS, OPTIONAL_OPS
+from vsim.models.syscalls import COST_DOCS, GUEST_OPS, HOST_OPS, OPTIONAL_HOST_OPS, OPTIONAL_OPS
 
 __all__ = [
     "CPU_DOCS",
@@ -175,16 +176,16 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
     costs_t = _table(data, "costs", "")
     costs: dict[str, dict[str, Dist]] = {}
-    for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS:
+    for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS + OPTIONAL_HOST_OPS:
         t = costs_t.get(op)
-        if t is None and op in OPTIONAL_OPS:
+        if t is None and op in OPTIONAL_OPS + OPTIONAL_HOST_OPS:
             costs[op] = {"any": Dist.fixed(0.0)}
             continue
         if not isinstance(t, dict):
             raise ProfileError(f"costs.{op}: missing ({COST_DOCS[op]})")
         if "dist" in t:
             costs[op] = {"any": dist(costs_t, op, "costs", prov)}
-        elif op in HOST_OPS and "user" in t and "kernel" in t:
+        elif op in HOST_OPS + OPTIONAL_HOST_OPS and "user" in t and "kernel" in t:
             check_keys(t, ("user", "kernel"), f"costs.{op}")
             costs[op] = {c: dist(t, c, f"costs.{op}", prov) for c in ("user", "kernel")}
         else:
@@ -214,21 +215,30 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
 def _placement(
     cpu_t: dict[str, Any], host_cpus: int, vcpus: int, prov: dict[str, str]
 ) -> Placement | None:
-    """The optional [cpu.placement] table: epoch_us and patterns by backend thread count."""
+    """The optional [cpu.placement] table: epoch_us, the iodepths its shares were read at, and
+    the patterns by backend thread count (a weight, or one weight per iodepth)."""
     t = cpu_t.get("placement")
     if t is None:
         return None
     path = "cpu.placement"
     if not isinstance(t, dict):
         raise ProfileError(f"{path}: expected a table with epoch_us, patterns and provenance")
-    check_keys(t, ("epoch_us", "patterns", *PROVENANCE_KEYS), path)
+    check_keys(t, ("epoch_us", "iodepths", "patterns", *PROVENANCE_KEYS), path)
     epoch = t.get("epoch_us")
     if isinstance(epoch, bool) or not isinstance(epoch, int | float) or not epoch > 0:
         raise ProfileError(f"{path}.epoch_us: expected a number > 0, got {epoch!r}")
+    qd = t.get("iodepths", [1])
+    if (
+        not isinstance(qd, list)
+        or not qd
+        or not all(isinstance(q, int) and not isinstance(q, bool) and q >= 1 for q in qd)
+        or any(a >= b for a, b in itertools.pairwise(qd))
+    ):
+        raise ProfileError(f"{path}.iodepths: expected increasing iodepths >= 1, got {qd!r}")
     pats = t.get("patterns")
     if not isinstance(pats, dict) or not pats:
         raise ProfileError(f"{path}.patterns: expected a table of patterns by thread count")
-    out: dict[int, dict[tuple[int, ...], float]] = {}
+    out: dict[int, dict[tuple[int, ...], tuple[float, ...]]] = {}
     for n_key, table in pats.items():
         where = f"{path}.patterns.{n_key}"
         if not n_key.isdigit() or int(n_key) < 1 or not isinstance(table, dict) or not table:
@@ -244,13 +254,22 @@ def _placement(
                 raise ProfileError(
                     f"{where}: pattern {key!r} needs {vcpus + n} CPUs below {host_cpus}"
                 )
-            if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
-                raise ProfileError(f"{where}.{key}: expected a weight >= 0, got {w!r}")
-            out[n][pattern] = float(w)
-        if not sum(out[n].values()) > 0:
-            raise ProfileError(f"{where}: the weights sum to zero")
+            out[n][pattern] = _weights(w, len(qd), f"{where}.{key}")
+        for i, q in enumerate(qd):
+            if not sum(v[i] for v in out[n].values()) > 0:
+                raise ProfileError(f"{where}: the weights sum to zero at iodepth {q}")
     record_provenance(t, path, prov)
-    return Placement(float(epoch), out)
+    return Placement(float(epoch), out, tuple(qd))
+
+
+def _weights(w: Any, n: int, where: str) -> tuple[float, ...]:
+    """A pattern's weight: one number for every iodepth, or a list of one per iodepth."""
+    ws = w if isinstance(w, list) else [w] * n
+    if len(ws) != n or not all(
+        not isinstance(x, bool) and isinstance(x, int | float) and x >= 0 for x in ws
+    ):
+        raise ProfileError(f"{where}: expected a weight >= 0 (or {n}, one per iodepth), got {w!r}")
+    return tuple(float(x) for x in ws)
 
 
 def _flag(cpu_t: dict[str, Any], key: str, prov: dict[str, str]) -> bool:

@@ -118,7 +118,7 @@ def apply(doc: dict[str, Any], params: list[FreeParam], values: np.ndarray) -> d
 
 
 # The backend's per-request operations (vsim.models.syscalls names) a residual fit scales.
-_BACKEND_OPS = ("pop", "submit_call", "submit_iocb", "push", "signal")
+_BACKEND_OPS = ("pop", "pop_cold", "submit_call", "submit_iocb", "submit_cold", "push", "signal")
 # The numbers of a trace calibration that its traces read least directly, freed for a fit to
 # the calibration points (vsim calibrate DIR --fit). Each: (name, paths, mode, bounds, why).
 _RESIDUALS: tuple[

@@ -102,20 +102,24 @@ class Backend:
 
     # -- request handling --------------------------------------------------------------------
     def _handle_avail(self, t: Thread, carry: float) -> Generator[simpy.Event | float, Any, float]:
-        """Pop and submit until the ring is empty with notifications re-enabled."""
+        """Pop and submit until the ring is empty with notifications re-enabled. The first pop
+        and io_submit since the thread woke on an idle CPU run cold (pop_cold, submit_cold)."""
         c = self.costs
         env = self.env
         vq = self.vq
+        cold, t.cold = t.cold, False
         while True:
             if self.design.submit_batch:
                 batch: list[IO] = []
                 while (io := vq.pop()) is not None:
-                    yield carry + c.pop()
+                    yield carry + c.pop() + (c.pop_cold() if cold and not batch else 0.0)
                     carry = 0.0
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
                     held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
+                    inside += c.submit_cold() if cold else 0.0
+                    cold = False
                     if t.lock is None:
                         yield held + inside
                     else:
@@ -125,8 +129,10 @@ class Backend:
                         self._to_disk(io)
             else:
                 while (io := vq.pop()) is not None:
-                    t_pop = env.now + carry + c.pop()
-                    held, inside = t_pop - env.now + c.submit_call(), c.submit_iocb()
+                    t_pop = env.now + carry + c.pop() + (c.pop_cold() if cold else 0.0)
+                    held = t_pop - env.now + c.submit_call()
+                    inside = c.submit_iocb() + (c.submit_cold() if cold else 0.0)
+                    cold = False
                     if t.lock is None:
                         yield held + inside
                     else:

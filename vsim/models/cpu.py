@@ -109,12 +109,16 @@ class Thread:
     task that slept), a thread woken onto a CPU whose holder is running a cost takes the CPU at
     once, after `wakeup_busy`; the holder's cost is suspended until it gives the CPU back. This
     needs the thread's process (`proc`) to be a LeanProcess.
+
+    `cold` says the thread last woke on an idle CPU (and nothing has spent it since): its
+    first request then runs cold (costs.pop_cold and costs.submit_cold).
     """
 
     __slots__ = (
         "_ev",
         "_latency",
         "busy",
+        "cold",
         "cpu",
         "cpus",
         "env",
@@ -154,6 +158,7 @@ class Thread:
         self.busy: Busy = stats.busy(f"{name}.busy")
         self.polling: Level = stats.level(f"{name}.poll")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
+        self.cold = False
         self.lock: Lock | None = None
         self.lock_since = 0.0  # when this thread last began to wait for the lock
         self.preempts = False
@@ -343,6 +348,7 @@ class Thread:
         """A Notifier this thread waits on was signalled."""
         state = self.state
         if state == "polling":
+            self.cold = False
             self.state = "waking"
             assert self._ev is not None
             self._ev.succeed("signal")
@@ -356,6 +362,7 @@ class Thread:
         elif cpu.holder is not None:
             self.cpu = cpu = self._choose_cpu()
         holder = cpu.holder
+        self.cold = holder is None
         if holder is None:
             cpu.holder = self
             self.wakeups["idle"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,18 +23,34 @@ class Placement:
     """Which threads share a CPU, and how long an arrangement lasts.
 
     `patterns` maps a pattern (the CPU index of every thread: guest vCPUs first, then the
-    backend's threads in design order) to the fraction of time it holds; `epoch_us` is the
-    mean time between redraws (exponential). Linux places a woken thread on or near its
-    waker's CPU (wake-affine) and balances load only now and then, so on a small host the
-    guest and a backend thread often share a CPU for tens of milliseconds at a time.
+    backend's threads in design order) to the fraction of time it holds at each of
+    `iodepths` (the I/Os in flight the shares were read at; one share for all when there is
+    one iodepth); `epoch_us` is the mean time between redraws (exponential). Linux places a
+    woken thread on or near its waker's CPU (wake-affine) and balances load only now and then,
+    so on a small host the guest and a backend thread often share a CPU for tens of
+    milliseconds at a time, and how often depends on the load: the busier the threads, the
+    more of their wake-ups land beside their wakers.
     """
 
     epoch_us: float
-    patterns: dict[int, dict[tuple[int, ...], float]]  # by number of backend threads
+    patterns: dict[int, dict[tuple[int, ...], tuple[float, ...]]]  # by backend thread count
+    iodepths: tuple[int, ...] = (1,)
 
-    def for_threads(self, n: int) -> dict[tuple[int, ...], float] | None:
-        """The patterns for a design with n backend threads (None: place freely)."""
-        return self.patterns.get(n)
+    def for_threads(self, n: int, iodepth: int = 1) -> dict[tuple[int, ...], float] | None:
+        """The pattern shares for a design with n backend threads at `iodepth` I/Os in flight
+        (None: place freely): linear in log iodepth between the measured iodepths, held at the
+        nearest beyond them."""
+        table = self.patterns.get(n)
+        if table is None:
+            return None
+        qd = self.iodepths
+        if len(qd) == 1 or iodepth <= qd[0]:
+            return {k: v[0] for k, v in table.items()}
+        if iodepth >= qd[-1]:
+            return {k: v[-1] for k, v in table.items()}
+        j = next(i for i in range(1, len(qd)) if iodepth <= qd[i])
+        f = (math.log(iodepth) - math.log(qd[j - 1])) / (math.log(qd[j]) - math.log(qd[j - 1]))
+        return {k: (1 - f) * v[j - 1] + f * v[j] for k, v in table.items()}
 
 
 def parse_pattern(key: str) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ __all__ = [
     "COST_DOCS",
     "GUEST_OPS",
     "HOST_OPS",
+    "OPTIONAL_HOST_OPS",
     "OPTIONAL_OPS",
     "Costs",
     "RngFor",
@@ -28,6 +29,8 @@ RngFor = Callable[[str], np.random.Generator]
 GUEST_OPS = ("guest_submit", "kick", "guest_irq", "guest_complete")
 # Optional costs: absent means zero (profiles from before they existed keep their meaning).
 OPTIONAL_OPS = ("guest_loop",)
+# Optional host costs, with user and kernel variants like HOST_OPS.
+OPTIONAL_HOST_OPS = ("pop_cold", "submit_cold")
 HOST_OPS = (
     "wait_return",
     "notify_read",
@@ -51,6 +54,10 @@ COST_DOCS = {
     "pop": "popping one request from the available ring (descriptors and header)",
     "submit_call": "one io_submit call (syscall entry/exit or in-kernel call)",
     "submit_iocb": "one iocb inside io_submit (AIO setup, block layer, driver)",
+    "pop_cold": "optional: what the first pop after its thread woke on an idle CPU costs beyond"
+    " a warm one (caches, TLB and predictors refilled after the CPU's idle state)",
+    "submit_cold": "optional: what the first io_submit after its thread woke on an idle CPU costs"
+    " beyond a warm one (as pop_cold)",
     "reap_call": "one io_getevents call",
     "reap_event": "one completion event reaped",
     "push": "pushing one entry to the used ring",
@@ -73,7 +80,7 @@ class Costs:
         # Whether fio's loop costs anything: without it the reap runs straight into the next
         # submission (one timeout for both).
         self.has_loop = not (loop.kind == "fixed" and loop.mean_us == 0.0)
-        for op in HOST_OPS:
+        for op in HOST_OPS + OPTIONAL_HOST_OPS:
             setattr(self, op, sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
 
     guest_submit: Sampler
@@ -86,6 +93,8 @@ class Costs:
     pop: Sampler
     submit_call: Sampler
     submit_iocb: Sampler
+    submit_cold: Sampler
+    pop_cold: Sampler
     reap_call: Sampler
     reap_event: Sampler
     push: Sampler
