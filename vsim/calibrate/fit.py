@@ -262,10 +262,13 @@ def fit_profile(
     subset = calibration_subset(measured, use)
     n_eval = 0
 
+    metrics: list[str] = []  # of each residual (the same rows at every evaluation)
+
     def f(x: np.ndarray) -> np.ndarray:
         nonlocal n_eval
         n_eval += 1
         res = _residuals(apply(base, params, x), subset, ios, seed)
+        metrics[:] = list(res["metric"])
         return np.asarray(res["error_pct"], dtype=float) / 100
 
     x0 = np.array([p.start for p in params])
@@ -278,9 +281,24 @@ def fit_profile(
     # them (the synthetic round trip in tests/test_calibrate.py ended at 3.4 % rms instead of
     # recovering the truth; with 5 % it does, to 0.03 %, from a start 17-33 % off; from farther
     # off it can stop in a local minimum: see test_residual_fit_round_trips_from_far_off).
-    sol = least_squares(f, x0, bounds=(lo, hi), diff_step=0.05, x_scale=1.0, max_nfev=60)
-    m, n = len(sol.fun), len(x0)
+    def solve(start: np.ndarray) -> Any:
+        return least_squares(f, start, bounds=(lo, hi), diff_step=0.05, x_scale=1.0, max_nfev=60)
+
+    sol = solve(x0)
     notes = []
+    if _misses(sol.fun, metrics):
+        # A local minimum (parameters whose errors cancel at some points): screen a Sobol set
+        # of starts over the bounds and solve again from the best of them; keep the better.
+        starts = _sobol_starts(params, RESTART_SCREEN)
+        cost = [float(np.sum(f(x) ** 2)) for x in starts]
+        again = solve(starts[int(np.argmin(cost))])
+        notes.append(
+            f"a calibration point missed its target: restarted from the best of {len(starts)} "
+            f"Sobol starts: rms {_rms_pct(sol.fun):.2f} % -> {_rms_pct(again.fun):.2f} %"
+        )
+        if again.cost < sol.cost:
+            sol = again
+    m, n = len(sol.fun), len(x0)
     if m > n:
         s2 = float(sol.fun @ sol.fun) / (m - n)
         try:
@@ -303,6 +321,7 @@ def fit_profile(
         "calibration_points": str(use) if use is not None else "the dataset's calibration marks",
         "rms_error_pct": rms,
         "evaluations": n_eval,
+        "notes": list(notes),
         "ios": ios,  # simulated I/Os per point and root seed: the fit depends on both (and
         "seed": seed,  # on the profile's name, which keys the random streams)
         "parameters": {
@@ -324,6 +343,39 @@ def fit_profile(
         },
     }
     return Fit(params, sol.x, stderr, residuals, rms, doc, n_eval, notes)
+
+
+# The fit restarts when a calibration point misses issue 13's targets (IOPS within 3 %, mean
+# latency within 5 %), from the best of this many quasi-random starts.
+TARGET_PCT = {"iops": 3.0, "clat_mean_us": 5.0, "lat_mean_us": 5.0}
+RESTART_SCREEN = 16
+
+
+def _misses(fun: np.ndarray, metrics: list[str]) -> bool:
+    """Whether any residual (a relative error) misses its metric's target."""
+    return any(abs(100 * e) > TARGET_PCT[m] for e, m in zip(fun, metrics, strict=True))
+
+
+def _rms_pct(fun: np.ndarray) -> float:
+    return float(100 * np.sqrt(np.mean(np.asarray(fun) ** 2)))
+
+
+def _sobol_starts(params: list[FreeParam], n: int) -> list[np.ndarray]:
+    """n scrambled-Sobol points over the parameters' bounds (scale factors in log space), from a
+    fixed seed so that a fit is repeatable."""
+    from scipy.stats import qmc
+
+    u = qmc.Sobol(d=len(params), scramble=True, seed=0).random(n)
+    out = []
+    for row in u:
+        x = []
+        for p, q in zip(params, row, strict=True):
+            if p.mode == "scale" and p.low > 0:
+                x.append(float(math.exp(math.log(p.low) + q * math.log(p.high / p.low))))
+            else:
+                x.append(float(p.low + q * (p.high - p.low)))
+        out.append(np.array(x))
+    return out
 
 
 def _record_provenance(
