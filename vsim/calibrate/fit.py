@@ -287,8 +287,8 @@ def fit_profile(
     sol = solve(x0)
     notes = []
     if _misses(sol.fun, metrics):
-        # A local minimum (parameters whose errors cancel at some points): screen a Sobol set
-        # of starts over the bounds and solve again from the best of them; keep the better.
+        # Perhaps a local minimum (parameters whose errors cancel at some points): screen a
+        # Sobol set of starts over the bounds and solve again from the best of them.
         starts = _sobol_starts(params, RESTART_SCREEN)
         cost = [float(np.sum(f(x) ** 2)) for x in starts]
         again = solve(starts[int(np.argmin(cost))])

@@ -216,7 +216,7 @@ def _wake_preempt(mb: dict[str, np.ndarray], src: str) -> dict[str, Any]:
     }
 
 
-MIN_QUIET = 200  # suppressed-kick submissions needed to price guest_submit without the kick
+MIN_QUIET = 200  # I/Os of a subset needed to price a cost from it (suppressed kicks, warm pops)
 
 
 def _runs(dataset: Path, use: CalibrationRule | None) -> list[tuple[dict[str, Any], RunRecord]]:
