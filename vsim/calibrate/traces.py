@@ -484,9 +484,10 @@ def _costs_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
     tsrc, mbsrc, eventfd = inp.tsrc, inp.mbsrc, inp.eventfd
     submit_iocb = float(np.median(inp.mb["aio_submit_per_iocb"]))
     guest_submit, kick_spec, submit_src = _guest_submit_and_kick(inp)
-    # At the lowest calibration iodepth the backend sleeps before every request, so its pops
-    # there run cold; back-to-back pops at the higher ones price a warm pop (where there are
-    # none, every pop is priced cold).
+    # At the lowest calibration iodepth the backend sleeps before every request, so its pop
+    # and io_submit there run cold. A warm pop is a back-to-back one at the higher iodepths
+    # (where there are none, every pop is priced cold); a warm io_submit of one iocb is the
+    # microbenchmark's tight loop. What the lowest iodepth takes beyond them is the cold start.
     kick_to_pop = inp.gaps("kick_ns", "pop_ns") - inp.wake_mean - eventfd
     pop_at_low = np.clip(kick_to_pop, 0, None)
     warm_pops = np.concatenate([_warm_pops(r) for _, r in inp.all_runs])
@@ -506,10 +507,6 @@ def _costs_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
     else:
         pop, pop_src = pop_at_low, (tsrc, _POP_AT_LOW)
         pop_cold = _fixed(0.0, tsrc, "no back-to-back pops in the traces: every pop priced cold")
-    # A warm io_submit of one iocb is the microbenchmark's (a tight loop); at the calibration
-    # points' lowest iodepth the backend sleeps before every request, and what its io_submit
-    # takes beyond the warm one is the cold start (the pop -> io_submit gap falls to the warm
-    # figure as load keeps the thread awake).
     warm = float(np.median(inp.mb["aio_submit"]))
     submit_cold = np.clip(inp.gaps("pop_ns", "io_submit_ns") - warm, 0, None)
     push = np.clip(inp.gaps("io_complete_ns", "used_push_ns") - inp.reap_event, 0, None)

@@ -44,7 +44,7 @@ class Placement:
         if table is None:
             return None
         qd = self.iodepths
-        if len(qd) == 1 or iodepth <= qd[0]:
+        if iodepth <= qd[0]:
             return {k: v[0] for k, v in table.items()}
         if iodepth >= qd[-1]:
             return {k: v[-1] for k, v in table.items()}
