@@ -10,7 +10,7 @@ from vsim.kernel import Kernel
 from vsim.models.cpu import Cpu, Notifier, Thread
 from vsim.models.disk import Request
 from vsim.models.dists import Dist, dist_from_dict
-from vsim.models.hdd import HddTimes
+from vsim.models.hdd import Hdd, HddTimes
 from vsim.models.monitor import Registry
 from vsim.models.placement import placer
 from vsim.models.virtqueue import Virtqueue, need_event
@@ -130,6 +130,26 @@ def test_hdd_write_cache():
     assert hdd(Request(True, 12345 * 512, 512)) == pytest.approx(100.0 + 512 / 299.89, rel=1e-3)
     through = HddTimes({**HDD, "write_cache": 0.0}, 1 << 30, np.random.default_rng(1))
     assert through(Request(True, 1 << 29, 512)) > 1000
+
+
+def test_hdd_cached_write_overhead_scales_the_same_draw():
+    # write_overhead_us prices a cached write apart from a read hit; absent, a write costs
+    # what it did before the parameter existed (the same draws, byte for byte).
+    cv = {**HDD, "overhead_cv": 0.5}
+    plain = HddTimes(cv, 1 << 30, np.random.default_rng(4))
+    fast = HddTimes({**cv, "write_overhead_us": 25.0}, 1 << 30, np.random.default_rng(4))
+    xfer = 512 / (286.0 * 1.048576)
+    a = np.array([plain(Request(True, i * 512, 512)) for i in range(2000)])
+    b = np.array([fast(Request(True, i * 512, 512)) for i in range(2000)])
+    assert b - xfer == pytest.approx((a - xfer) * 0.25)
+    assert np.mean(b) == pytest.approx(25.0 + xfer, rel=0.05)
+    reads = HddTimes({**HDD, "write_overhead_us": 25.0}, 1 << 30, np.random.default_rng(1))
+    assert reads(Request(False, 0, 512)) > 100.0  # reads keep overhead_us (here: a miss)
+    assert reads(Request(False, 512, 512)) == pytest.approx(100.0 + xfer)
+    wo = {**HDD, "write_overhead_us": 25.0}
+    assert Hdd.parse(
+        {k: {"value": v, "provenance": "derived", "source": "test"} for k, v in wo.items()}, {}
+    ).mean_us(True, 512, False) == pytest.approx(25.0 + xfer)
 
 
 # -- CPU wake-ups ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from vsim.models.params import scalar
 
 __all__ = ["OPTIONAL", "Hdd", "HddTimes"]
 
-OPTIONAL = {"overhead_cv"}  # parameters that may be absent
+OPTIONAL = {"overhead_cv", "write_overhead_us"}  # parameters that may be absent
 # E[sqrt(|U1 - U2| * 3)] for independent uniform U1, U2 on [0, 1]: the mean of the square-root
 # seek curve (seek_min + (seek_avg - seek_min) * sqrt(d / (span / 3))) over random offsets.
 _RANDOM_SEEK_FRACTION = math.sqrt(3) * 8 / 15
@@ -38,6 +38,8 @@ class Hdd:
         "write_cache": "1 = write-back cache (writes complete from the buffer), 0 = write-through",
         "overhead_cv": "optional: coefficient of variation of the command overhead (gamma"
         " distributed; absent = constant)",
+        "write_overhead_us": "optional: command overhead of a write the write cache completes"
+        " (it takes the data and acknowledges: no read-ahead to look up; absent = overhead_us)",
     }
     p: dict[str, float]  # every parameter by name (overhead_cv 0 when absent)
 
@@ -70,7 +72,7 @@ class Hdd:
         xfer_if = bs / (p["interface_mib_s"] * 1.048576)
         hit = p["overhead_us"] + xfer_if
         if write and p["write_cache"]:
-            return hit
+            return p.get("write_overhead_us", p["overhead_us"]) + xfer_if
         if not random:
             return hit
         seek = 1000 * (
@@ -92,8 +94,8 @@ class HddTimes:
     waits a uniform fraction of a revolution, transfers at the media rate and reads ahead
     `buffer_kib`. Every command pays `overhead_us` (gamma distributed with `overhead_cv` when
     given: firmware and interface time varies from command to command). With the write cache
-    on, writes complete at interface speed. Command queueing (NCQ reordering) is not modelled:
-    requests are served FCFS.
+    on, writes complete at interface speed after `write_overhead_us` (the same draw, scaled).
+    Command queueing (NCQ reordering) is not modelled: requests are served FCFS.
     """
 
     __slots__ = (
@@ -106,6 +108,8 @@ class HddTimes:
         "_seek_span",
         "_third",
         "_write_cache",
+        "_write_extra",
+        "_write_scale",
         "buf_hi",
         "buf_lo",
         "head",
@@ -131,6 +135,12 @@ class HddTimes:
         cv = p.get("overhead_cv", 0.0)
         over = Dist("gamma", mean_us=p["overhead_us"], cv=cv) if cv > 0 else None
         self._overhead = sampler(over or Dist.fixed(p["overhead_us"]), rng)
+        # A cached write's overhead scales the same draw (one stream, the same cv): absent,
+        # the scale is 1 and every draw is what it was without the parameter.
+        over_us = p["overhead_us"]
+        w_us = p.get("write_overhead_us", over_us)
+        self._write_scale = w_us / over_us if over_us else 0.0
+        self._write_extra = 0.0 if over_us else w_us
         # The per-request arithmetic's constants, computed once.
         self._if_rate = p["interface_mib_s"] * 1.048576  # MiB/s in bytes per us
         self._media_rate = p["media_mib_s"] * 1.048576
@@ -145,7 +155,7 @@ class HddTimes:
         xfer_if = req.size / self._if_rate  # bytes / (MiB/s) in us
         if req.write and self._write_cache:
             self.hits += 1
-            return float(self._overhead() + xfer_if)
+            return float(self._overhead() * self._write_scale + self._write_extra + xfer_if)
         lo, hi = req.offset, req.offset + req.size
         if not req.write and ((self.buf_lo <= lo and hi <= self.buf_hi) or lo == self.buf_hi):
             self.hits += 1
