@@ -21,6 +21,11 @@ OPTIONAL = {"overhead_cv", "write_overhead_us"}  # parameters that may be absent
 _RANDOM_SEEK_FRACTION = math.sqrt(3) * 8 / 15
 
 
+def _write_overhead_us(p: dict[str, float]) -> float:
+    """A cached write's command overhead: write_overhead_us, absent = overhead_us."""
+    return p.get("write_overhead_us", p["overhead_us"])
+
+
 @register_disk_model
 @dataclass(frozen=True)
 class Hdd:
@@ -72,7 +77,7 @@ class Hdd:
         xfer_if = bs / (p["interface_mib_s"] * 1.048576)
         hit = p["overhead_us"] + xfer_if
         if write and p["write_cache"]:
-            return p.get("write_overhead_us", p["overhead_us"]) + xfer_if
+            return _write_overhead_us(p) + xfer_if
         if not random:
             return hit
         seek = 1000 * (
@@ -138,7 +143,7 @@ class HddTimes:
         # A cached write's overhead scales the same draw (one stream, the same cv): absent,
         # the scale is 1 and every draw is what it was without the parameter.
         over_us = p["overhead_us"]
-        w_us = p.get("write_overhead_us", over_us)
+        w_us = _write_overhead_us(p)
         self._write_scale = w_us / over_us if over_us else 0.0
         self._write_extra = 0.0 if over_us else w_us
         # The per-request arithmetic's constants, computed once.
