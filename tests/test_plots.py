@@ -144,6 +144,25 @@ def test_figures_show_in_jupyter(sweep_df: pd.DataFrame) -> None:
     assert fig._repr_png_().startswith(PNG)  # type: ignore[attr-defined]
 
 
+def test_cpu_view_puts_iops_against_host_cores(sweep_df: pd.DataFrame) -> None:
+    fig = plots.plot_kind("cpu", sweep_df)
+    assert len(fig.axes) == 2  # rw=read, rw=rw
+    assert fig.axes[0].get_xlabel().startswith("host CPU cores")
+    assert fig.get_suptitle().startswith("IOPS vs host CPU")
+    part = sweep_df[(sweep_df["rw"] == "read") & (sweep_df["design"] == "vhost-blk")]
+    part = part.sort_values("iodepth")
+    line = next(
+        ln
+        for ln in fig.axes[0].lines
+        if mpl.colors.to_hex(ln.get_color()) == plots.DESIGN_COLORS["vhost-blk"]
+    )
+    cores = part["iops"] * part["host_cpu_us_per_io"] / 1e6
+    assert list(np.asarray(line.get_xdata())) == pytest.approx(cores.tolist())
+    assert list(np.asarray(line.get_ydata())) == pytest.approx(part["iops"].tolist())
+    with pytest.raises(ConfigError, match="host_cpu_us_per_io"):
+        plots.plot_kind("cpu", SEED)
+
+
 def test_plot_kind_dispatch(sweep_df: pd.DataFrame, results: list[Result]) -> None:
     assert len(plots.plot_kind("latency", sweep_df).axes) == 3
     assert len(plots.plot_kind("breakdown", sweep_df, results=results).axes) == 1

@@ -54,11 +54,14 @@ TABLE_COLUMNS = (
     "dir",
     "bs",
     "iodepth",
+    "numjobs",
     "seed",
     "ios",
     "iops",
     "bw_kib_s",
     *LATENCY_METRICS,
+    "host_cpu_us_per_io",
+    "guest_cpu_us_per_io",
     "iops_hw_pct",
     "lat_hw_pct",
 )
@@ -76,6 +79,7 @@ FLAGS = {
     "seed": "--seed",
     "iodepth": "--iodepth",
     "numjobs": "--numjobs",
+    "guest_vcpus": "--guest-vcpus",
     "rwmixread": "--rwmixread",
     "bs": "--bs",
     "size": "--size",
@@ -164,7 +168,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runtime", type=float, help="simulated seconds per point after warm-up")
     p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds, not counted")
-    p.add_argument("--numjobs", type=int, default=1, help="fio jobs in the guest")
+    p.add_argument(
+        "--numjobs", default="1", help="fio jobs in the guest (sweep: a list, 1,2,4 or 1-4)"
+    )
+    p.add_argument(
+        "--guest-vcpus",
+        help="the guest's vCPUs (default: the profile's; sweep: a list); the guest uses "
+        "min(queues, vCPUs) of a design's virtqueues",
+    )
     p.add_argument("--rwmixread", type=int, default=50, help="read percentage of rw/randrw")
     p.add_argument("--format", choices=FORMATS, help="output format (default: table)")
     p.add_argument(
@@ -340,7 +351,7 @@ def _add_plot(sub: Any) -> None:
         epilog="example: vsim sweep --out seed.csv && vsim plot seed.csv --kind latency",
     )
     p.add_argument("results", help="a sweep table (.csv, .json or .parquet from vsim sweep)")
-    p.add_argument("--kind", default="iops", choices=("iops", "latency", "cdf", "breakdown"))
+    p.add_argument("--kind", default="iops", choices=("iops", "latency", "cpu", "cdf", "breakdown"))
     p.add_argument("--out", help="FILE.png or FILE.svg (default: RESULTS-KIND.png)")
     p.add_argument("--measured", help="a measured dataset to draw beside the prediction")
     p.add_argument("--title", help="figure title")
@@ -444,12 +455,20 @@ def _add_validate(sub: Any) -> None:
     p.set_defaults(func=cmd_validate)
 
 
+def _one_int(text: str, flag: str) -> int:
+    """A single whole number of an option that sweep reads as a list."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: cannot read {text!r} (expected one whole number)") from None
+
+
 def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
+    fields.setdefault("numjobs", _one_int(a.numjobs, "--numjobs"))
     return Workload(
         number_ios=a.ios,
         runtime=a.runtime,
         ramp_time=a.ramp_time,
-        numjobs=a.numjobs,
         rwmixread=a.rwmixread,
         **fields,
     )
@@ -506,8 +525,9 @@ def cmd_run(a: argparse.Namespace) -> None:
     _check_writable(a.out)
     d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
     w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
+    vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
     res = simulate(
-        Scenario(workload=w, design=d, profile=a.profile),
+        Scenario(workload=w, design=d, profile=a.profile, guest_vcpus=vcpus),
         a.seed,
         precision=a.precision,
         max_ios=a.max_ios,
@@ -559,13 +579,18 @@ def cmd_sweep(a: argparse.Namespace) -> None:
     _check_writable(a.out)
     if a.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
-    base = Scenario(workload=_workload(a), profile=a.profile)
+    numjobs = _ints(a.numjobs)
+    base = Scenario(workload=_workload(a, numjobs=numjobs[0]), profile=a.profile)
     factors: dict[str, list[Any]] = {
         "design": _names(a.design, "--design"),
         "rw": _names(a.rw, "--rw"),
         "bs": _sizes(a.bs),
         "iodepth": _ints(a.iodepth),
     }
+    if len(numjobs) > 1:
+        factors["numjobs"] = numjobs
+    if a.guest_vcpus is not None:
+        factors["guest_vcpus"] = _ints(a.guest_vcpus)
     for name in factors["design"]:
         design(name)  # unknown names fail before any work
     base = replace(base, workload=replace(base.workload, bs=factors["bs"][0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vsim.analytic import Station, mva
@@ -9,8 +10,10 @@ from vsim.profile import Profile
 from vsim.scenario import Scenario
 
 __all__ = [
+    "chain_demands",
     "disk_demand_us",
     "mva_point",
+    "queue_shares",
     "stations",
 ]
 
@@ -26,46 +29,165 @@ def disk_demand_us(profile: Profile, scenario: Scenario) -> tuple[float, int]:
     return f * read + (1 - f) * write, model.channels
 
 
-def stations(profile: Profile, scenario: Scenario) -> list[Station]:
-    """The closed network for one scenario, with one visit of every step per I/O.
+def queue_shares(scenario: Scenario, vcpus: int) -> tuple[list[float], list[float], int]:
+    """(share of the I/Os each vCPU submits, share each queue carries, queues the guest uses):
+    job i runs on vCPU i mod vcpus, vCPU v submits to queue v mod min(queues, vcpus)."""
+    w = scenario.workload
+    used = min(scenario.design.queues, vcpus)
+    on_vcpu = [0.0] * vcpus
+    for i in range(w.numjobs):
+        on_vcpu[i % vcpus] += 1.0 / w.numjobs
+    on_queue = [0.0] * scenario.design.queues
+    for v, share in enumerate(on_vcpu):
+        on_queue[v % used] += share
+    return on_vcpu, on_queue, used
+
+
+def chain_demands(profile: Profile, scenario: Scenario) -> tuple[dict[str, list[float]], int]:
+    """Per station, the mean demand of one I/O of each used queue (its chain), and the used
+    queue count. The backend's stations are its threads, the guest's its vCPUs.
 
     What the mapping ignores: kick and interrupt suppression and batched signalling (it charges
     one kick, one interrupt and one wake-up per I/O, exact at iodepth 1 and pessimistic above),
-    wake-ups onto busy CPUs (every wake-up pays the idle-CPU latency, as a delay), busy polling,
+    wake-ups onto busy CPUs (every wake-up pays the idle-CPU latency, as a delay), busy polling
+    (a poll-mode thread pays poll_detect instead of a wake-up and no wait or eventfd read),
     CPU sharing between threads placed on the same CPU, and the shape of every distribution
     (product form treats each queueing station as exponential).
     """
     d = scenario.design
     ctx = d.context
+    vcpus = scenario.guest_vcpus or profile.guest_vcpus
 
     def c(op: str, context: str = ctx) -> float:
         return profile.cost(op, context).mean
 
-    guest = c("guest_submit", "guest") + c("kick", "guest") + c("guest_irq", "guest")
-    guest += c("guest_complete", "guest")
-    submit = c("wait_return") + c("notify_read") + c("pop") + c("submit_call") + c("submit_iocb")
-    submit += c("pop_cold") + c("submit_cold")  # every wake-up from an idle CPU, as below
-    complete = c("wait_return") + c("notify_read") + c("reap_call") + c("reap_event")
-    complete += c("push") + c("signal")
+    submit_guest = c("guest_submit", "guest") + c("kick", "guest")
+    complete_guest = c("guest_irq", "guest") + c("guest_complete", "guest")
+    woken = c("wait_return") + c("notify_read")  # a blocking thread's return from its wait
+    submit = c("pop") + c("submit_call") + c("submit_iocb")
+    cold = c("pop_cold") + c("submit_cold")  # every wake-up from an idle CPU, as below
+    complete = c("reap_call") + c("reap_event") + c("push") + c("signal")
     disk, channels = disk_demand_us(profile, scenario)
-    wake = 3 * profile.cpu["wakeup_idle"].mean  # backend on kick, on completion; vCPU on irq
-    out = [Station("vcpu", guest, "queue")]
-    if d.threads == 1:
-        out.append(Station("iothread", submit + complete, "queue"))
-    else:
-        out += [Station("submitter", submit, "queue"), Station("completer", complete, "queue")]
-    kind: Any = "queue" if channels == 1 else "multi"
-    out += [Station("disk", disk, kind, servers=channels), Station("wakeups", wake, "delay")]
+    on_vcpu, on_queue, used = queue_shares(scenario, vcpus)
+    names = d.thread_names
+    served = d.served()[:used]
+    out: dict[str, list[float]] = {}
+    for v in range(vcpus):
+        per = [0.0] * used
+        q = v % used
+        per[q] += submit_guest * (on_vcpu[v] / on_queue[q] if on_queue[q] else 0.0)
+        if v < used:
+            per[v] += complete_guest
+        out[f"vcpu{v}" if vcpus > 1 else "vcpu"] = per
+    wake = []
+    idle = profile.cpu["wakeup_idle"].mean
+    detect = profile.cpu["poll_detect"].mean
+    for q, (s, k) in enumerate(served):
+        poll = d.roles[s] == "poll"
+        for thread, work in ((s, submit), (k, complete)):
+            per = out.setdefault(names[thread], [0.0] * used)
+            per[q] += work + (0.0 if poll else woken)
+        if not poll:
+            out[names[s]][q] += cold
+        # wake-ups: the backend on the kick and on the completion (a poller notices them
+        # after poll_detect), the vCPU on the interrupt
+        wake.append(idle + (2 * detect if poll else 2 * idle))
+    out["disk"] = [disk] * used
+    out["wakeups"] = wake
+    return out, channels
+
+
+def stations(profile: Profile, scenario: Scenario) -> list[Station]:
+    """The closed network for one scenario as one class, with one visit of every step per I/O:
+    each station's demand is its chains' demands weighted by their share of the I/Os (exact
+    for one queue; with several, an I/O may visit any queue's stations: see mva_point)."""
+    per, channels = chain_demands(profile, scenario)
+    vcpus = scenario.guest_vcpus or profile.guest_vcpus
+    _, share, used = queue_shares(scenario, vcpus)
+    out = []
+    for name, ds in per.items():
+        demand = sum(share[q] * ds[q] for q in range(used))
+        if name == "wakeups":
+            kind: Any = "delay"
+        elif name == "disk":
+            kind = "queue" if channels == 1 else "multi"
+        else:
+            kind = "queue"
+        out.append(Station(name, demand, kind, servers=channels if name == "disk" else 1))
     return out
 
 
 def mva_point(profile: Profile, scenario: Scenario) -> dict[str, float]:
-    """Throughput (IOPS) and mean latencies (us) of one scenario by exact MVA."""
+    """Throughput (IOPS) and mean latencies (us) of one scenario by exact MVA.
+
+    With several queues whose stations are their own (each thread and vCPU serves one used
+    queue) and a disk that never queues (as many channels as I/Os in flight), the network is
+    independent closed chains, one per queue with its jobs' I/Os, solved one by one: exact.
+    Otherwise one class over the share-weighted stations (an approximation: it lets an I/O
+    of one queue wait behind another queue's at a station neither shares).
+    """
     w = scenario.workload
     n = w.iodepth * w.numjobs
-    st = stations(profile, scenario)
-    res = mva(st, n)
-    x = float(res.throughput[-1])
-    r = float(res.response[-1])
     slat = profile.cost("guest_submit", "guest").mean + profile.cost("kick", "guest").mean
-    return {"iops": x * 1e6, "lat_mean_us": r, "slat_mean_us": slat, "clat_mean_us": r - slat}
+    per, channels = chain_demands(profile, scenario)
+    vcpus = scenario.guest_vcpus or profile.guest_vcpus
+    used = min(scenario.design.queues, vcpus)
+    jobs = [sum(1 for i in range(w.numjobs) if (i % vcpus) % used == q) for q in range(used)]
+    own = all(
+        sum(1 for d in ds if d > 0) <= 1
+        for name, ds in per.items()
+        if name not in ("wakeups", "disk")
+    )
+    if used > 1 and own and channels >= n:
+        x = 0.0
+        for q in range(used):
+            if not jobs[q]:
+                continue
+            chain = [
+                Station(name, ds[q], "delay" if name in ("wakeups", "disk") else "queue")
+                for name, ds in per.items()
+                if ds[q] > 0
+            ]
+            x += float(mva(chain, jobs[q] * w.iodepth).throughput[-1])
+        r = n / x
+    else:
+        res = mva(stations(profile, scenario), n)
+        x = float(res.throughput[-1])
+        r = float(res.response[-1])
+    out = {"iops": x * 1e6, "lat_mean_us": r, "slat_mean_us": slat, "clat_mean_us": r - slat}
+    return out | _cpu(profile, scenario, per, x)
+
+
+def _cpu(
+    profile: Profile, scenario: Scenario, per: dict[str, list[float]], x: float
+) -> dict[str, float]:
+    """The CPU columns of a tidy row (vsim.results.CPU_METRICS) by the same demands: a
+    poll-mode thread is busy all the time (its idle time is polling), a blocking one pays
+    wakeup_idle on every kick and completion; nothing else polls (MVA ignores polling)."""
+    d = scenario.design
+    vcpus = scenario.guest_vcpus or profile.guest_vcpus
+    _, share, used = queue_shares(scenario, vcpus)
+
+    def demand(name: str) -> float:
+        return sum(share[q] * per[name][q] for q in range(used))
+
+    names = d.thread_names
+    useful = sum(demand(t) for t in dict.fromkeys(names) if t in per)
+    pollers = [t for t, r in zip(names, d.roles, strict=True) if r == "poll"]
+    poll = sum(max(1.0 / x - demand(t), 0.0) if t in per else 1.0 / x for t in pollers)
+    served = d.served()[:used]
+    idle = profile.cpu["wakeup_idle"].mean
+    wake = sum(
+        share[q] * (0.0 if d.roles[s] == "poll" else 2 * idle) for q, (s, _) in enumerate(served)
+    )
+    guest = sum(demand(v) for v in per if v.startswith("vcpu"))
+    host = useful + poll + wake
+    return {
+        "host_cpu_us_per_io": host,
+        "host_useful_us_per_io": useful,
+        "host_poll_us_per_io": poll,
+        "host_wakeup_us_per_io": wake,
+        "guest_cpu_us_per_io": guest,
+        "guest_poll_us_per_io": 0.0,
+        "iops_per_host_core": 1e6 / host if host > 0 else math.nan,
+    }

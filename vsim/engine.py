@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import zlib
@@ -13,12 +14,13 @@ import numpy as np
 from vsim.errors import ConfigError
 from vsim.kernel import Kernel
 from vsim.models.backends import Backend
-from vsim.models.cpu import Cpu, Lock, Notifier, Thread
+from vsim.models.cpu import Cpu, Lock, Thread
 from vsim.models.disk import build_disk
 from vsim.models.dists import sampler
-from vsim.models.guest import FioJob, TagWait, Vcpu
+from vsim.models.guest import FioJob, Vcpu
 from vsim.models.monitor import Registry
 from vsim.models.placement import placer
+from vsim.models.queue import DeviceQueue, TagWait, indexed
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.precision import BATCHES, batch_means, mser5, rate_interval
@@ -183,15 +185,25 @@ class _Model:
             k: sampler(prof.cpu[k], rng_for(f"cpu.{k}")) for k in CPU_LATENCIES
         }
         cpus = [Cpu(i, stats) for i in range(prof.host_cpus)]
-        guest_at = _placement(scenario.guest_cpus, prof.guest_vcpus, prof.host_cpus, "guest_cpus")
+        vcpus = scenario.guest_vcpus or prof.guest_vcpus
+        guest_at = _placement(scenario.guest_cpus, vcpus, prof.host_cpus, "guest_cpus")
         backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
         costs = Costs(prof, d.context, rng_for)
-        self.vq = vq = Virtqueue(
-            prof.queue_size,
-            levels=(stats.level("virtqueue.avail"), stats.level("virtqueue.used")),
-            env=env,
-        )
-        kick, irq = Notifier("kick"), Notifier("irq")
+        served = d.served()
+        tags_level = stats.level("guest.tag_wait")
+        self.queues: list[DeviceQueue] = []
+        queues = self.queues
+        for q, (s, _) in enumerate(served):
+            vq = Virtqueue(
+                prof.queue_size,
+                levels=(
+                    stats.level(indexed("virtqueue", q, d.queues) + ".avail"),
+                    stats.level(indexed("virtqueue", q, d.queues) + ".used"),
+                ),
+                env=env,
+            )
+            polled = d.roles[s] == "poll"
+            queues.append(DeviceQueue(q, vq, TagWait(tags_level), polled))
         # (checks first that the disk serves every direction of the workload at its bs)
         self.extrapolated = prof.disk.extrapolated(w.bs, w.directions)
         self.disk, self.service = build_disk(
@@ -200,32 +212,56 @@ class _Model:
         self.warm_end = w.ramp_time * 1e6
         capacity = (w.number_ios or 0) * w.numjobs or MIN_IOS
         self.rec = rec = Recorder(env, self.warm_end, capacity)
-        self.threads = [
-            Thread(env, name, cpus, at, d.poll_us, latency, stats)
-            for name, at in zip(d.thread_names, backend_at, strict=True)
-        ]
+        self.threads = []
+        for name, role, at in zip(d.thread_names, d.roles, backend_at, strict=True):
+            poll_us = math.inf if role == "poll" else d.poll_us
+            t = Thread(env, name, cpus, at, poll_us, latency, stats)
+            t.poll_max_us = d.poll_max_us if role != "poll" else 0.0
+            self.threads.append(t)
+        spinners = d.roles.count("poll")
+        if spinners and spinners >= prof.host_cpus:
+            raise ConfigError(
+                f"design {d.name}: {spinners} poll-mode thread(s) need a host CPU each and one "
+                f"left for the guest; the profile has {prof.host_cpus}"
+            )
         if prof.backend_lock:
             lock = Lock()
             for t in self.threads:
                 t.lock = lock
+        reapers = sorted({c for _, c in served})
         self.backend = Backend(
-            env, d, self.threads, vq, kick, irq, self.disk, costs, stats.level("aio.completed")
+            env,
+            d,
+            self.threads,
+            queues,
+            self.disk,
+            costs,
+            [
+                stats.level(indexed("aio", i, len(reapers)) + ".completed")
+                for i in range(len(reapers))
+            ],
         )
         active = stats.level("guest.active")
         jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
+        # Linux's virtio-blk uses min(queues, vCPUs) queues (init_vq); blk-mq maps vCPU v to
+        # queue v mod that, and the first vCPU of a queue takes its interrupts.
+        self.used_queues = used = min(d.queues, vcpus)
         self.vcpus = []
-        tags = TagWait(stats.level("guest.tag_wait"))
         for i, at in enumerate(guest_at):
             t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
-            mine = jobs[i :: prof.guest_vcpus]
-            irq_i = irq if i == 0 else None
-            self.vcpus.append(Vcpu(t, mine, vq, kick, irq_i, costs, rec.record, tags))
+            mine = jobs[i::vcpus]
+            handles = [queues[i]] if i < used else []
+            self.vcpus.append(Vcpu(t, mine, queues[i % used], handles, costs, rec.record))
         procs = list(zip(self.threads, self.backend.processes(), strict=True))
         procs += [(v.thread, v.run()) for v in self.vcpus]
         # The scheduler's placement, first: the threads start where its first pattern puts them.
         pl = prof.placement
         patterns = pl.for_threads(d.threads, w.iodepth * w.numjobs) if pl else None
-        if pl and patterns and d.cpus is None and scenario.guest_cpus is None:
+        # (the patterns place the profile's vCPUs beside blocking threads: another vCPU count
+        # or a poll-mode thread, which keeps a core to itself, is placed freely)
+        free = d.cpus is None and scenario.guest_cpus is None and vcpus == prof.guest_vcpus
+        free = free and not spinners
+        if pl and patterns and free:
             placed = [v.thread for v in self.vcpus] + self.threads
             env.process(placer(placed, cpus, patterns, pl.epoch_us, rng_for("cpu.placement")))
         for t, gen in procs:
@@ -233,8 +269,14 @@ class _Model:
             if prof.wake_preempt:
                 t.enable_preemption(proc)
         self.t0 = self.warm_end
+        self.base_counts: dict[str, int] = {}
         if self.warm_end > 0:
-            env.timeout(self.warm_end).callbacks.append(lambda _e: stats.reset(env.now))
+            env.timeout(self.warm_end).callbacks.append(lambda _e: self._reset())
+
+    def _reset(self) -> None:
+        """The measured window starts: forget the levels and counts of the warm-up."""
+        self.stats.reset(self.env.now)
+        self.base_counts = self.counts()
 
     def pilot(self, n: int, max_ios: int) -> None:
         """Run a warm-up pilot of n I/Os, longer while MSER-5 finds the transient in its tail."""
@@ -250,6 +292,7 @@ class _Model:
             n *= 2
         self.t0 = self.env.now
         self.stats.reset(self.t0)
+        self.base_counts = self.counts()
         rec.clear()
 
     def measured(self) -> _Measured:
@@ -259,14 +302,14 @@ class _Model:
             raise ConfigError("no I/O completed in the measured window (runtime too short?)")
         return _Measured(cols, self.t0, self.env.now)
 
-    def result(self, m: _Measured, wall_s: float) -> Result:
-        """The Result of the measured window."""
-        vq, backend, vcpus = self.vq, self.backend, self.vcpus
+    def counts(self) -> dict[str, int]:
+        """Event counts since the model started (kicks, interrupts, calls, wake-ups, ...)."""
+        backend, vcpus, vqs = self.backend, self.vcpus, [q.vq for q in self.queues]
         counters = {
-            "kicks": vq.kicks,
-            "kicks_suppressed": vq.kicks_suppressed,
-            "signals": vq.signals,
-            "signals_suppressed": vq.signals_suppressed,
+            "kicks": sum(vq.kicks for vq in vqs),
+            "kicks_suppressed": sum(vq.kicks_suppressed for vq in vqs),
+            "signals": sum(vq.signals for vq in vqs),
+            "signals_suppressed": sum(vq.signals_suppressed for vq in vqs),
             "interrupts": sum(v.irqs for v in vcpus),
             "submit_calls": backend.submit_calls,
             "reap_calls": backend.reap_calls,
@@ -275,9 +318,19 @@ class _Model:
         for hits in ("hits", "misses"):
             if hasattr(self.service, hits):
                 counters[f"disk_{hits}"] = int(getattr(self.service, hits))
+        for k, th in enumerate(self.threads):
+            counters[f"{th.name}.requests"] = backend.requests[k]
+            counters[f"{th.name}.drains"] = backend.drains[k]
         for th in [*self.threads, *(v.thread for v in vcpus)]:
             for kind, count in th.wakeups.items():
                 counters[f"{th.name}.wakeups_{kind}"] = count
+        return counters
+
+    def result(self, m: _Measured, wall_s: float) -> Result:
+        """The Result of the measured window."""
+        base = self.base_counts
+        counters = {k: v - base.get(k, 0) for k, v in self.counts().items()}
+        counters["queues_used"] = self.used_queues
         eid = getattr(self.env, "_eid", None)
         return Result(
             scenario=self.scenario,

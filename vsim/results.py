@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from vsim.fio import fio_json, latency_summary, percentile_key
+from vsim.models.queue import indexed
 from vsim.scenario import Scenario
 
 __all__ = [
+    "CPU_METRICS",
     "DIRECTIONS",
     "LATENCY_METRICS",
     "STAGES",
@@ -21,6 +24,16 @@ __all__ = [
 # Stage timestamps kept per I/O (us, float32 offsets from the I/O's start), in path order.
 STAGES = ("issue", "pop", "sub", "dd", "push", "done")
 DIRECTIONS = ("read", "write")
+# The CPU columns of a tidy row (Result.cpu), per I/O over the point's measured window.
+CPU_METRICS = (
+    "host_cpu_us_per_io",
+    "host_useful_us_per_io",
+    "host_poll_us_per_io",
+    "host_wakeup_us_per_io",
+    "guest_cpu_us_per_io",
+    "guest_poll_us_per_io",
+    "iops_per_host_core",
+)
 # The latency columns of a tidy row (fio's slat/clat/lat), in the order tables show them.
 LATENCY_METRICS = (
     "slat_mean_us",
@@ -140,6 +153,7 @@ class Result:
         tag_wait_us = (
             self.levels.get("guest.tag_wait", 0.0) * self.elapsed_s * 1e6 / len(self.write)
         )
+        cpu = self.cpu()  # per point: every direction's row carries the same figures
         out = []
         for d in self.present_directions():
             m = self.direction(d)
@@ -152,6 +166,7 @@ class Result:
                 "bs": w.bs,
                 "iodepth": w.iodepth,
                 "numjobs": w.numjobs,
+                "guest_vcpus": self.guest_vcpus,
                 "seed": self.seed,
                 "ios": n,
                 "iops": n / self.elapsed_s,
@@ -168,6 +183,7 @@ class Result:
                     row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
                     row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
             row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
+            row.update(cpu)
             row["tag_wait_mean_us"] = tag_wait_us
             row["iops_hw_pct"] = 100 * self.iops_rel_hw
             row["lat_hw_pct"] = 100 * self.lat_rel_hw
@@ -183,17 +199,63 @@ class Result:
     def queues(self) -> dict[str, float]:
         """Time-averaged number of requests waiting for each thread and in the disk.
 
-        A backend thread's queue is the work only it can do: the available ring (requests not
-        yet popped) for the submitting thread, reaped-but-unhandled AIO completions for the
-        completing one (the one thread of virtio-blk has both); vCPU 0's is the used ring.
+        A backend thread's queue is the work only it can do: the available rings (requests not
+        yet popped) of the queues it submits for, reaped-but-unhandled AIO completions of the
+        context it completes on (an IOThread has both); a vCPU's is the used rings of the
+        queues whose interrupts it takes.
         """
         lv = self.levels
-        avail, used, cq = lv["virtqueue.avail"], lv["virtqueue.used"], lv["aio.completed"]
-        out = {"vcpu0": used, "disk": lv["disk.queue"]}
-        if self.scenario.design.threads == 1:
-            out["iothread"] = avail + cq
-        else:
-            out.update(submitter=avail, completer=cq)
+        d = self.scenario.design
+        served = d.served()
+        names = d.thread_names
+        reapers = sorted({c for _, c in served})
+        out = {"disk": lv["disk.queue"]}
+        for q, (s, _) in enumerate(served):
+            vq = indexed("virtqueue", q, d.queues)
+            out[names[s]] = out.get(names[s], 0.0) + lv[f"{vq}.avail"]
+            if q < self.counters.get("queues_used", 1):
+                out[f"vcpu{q}"] = lv[f"{vq}.used"]
+        for i, c in enumerate(reapers):
+            out[names[c]] = (
+                out.get(names[c], 0.0) + lv[indexed("aio", i, len(reapers)) + ".completed"]
+            )
+        return out
+
+    @property
+    def guest_vcpus(self) -> int:
+        """The guest's vCPUs in this point (the scenario's, or its profile's)."""
+        return sum(1 for k in self.levels if k.startswith("vcpu") and k.endswith(".busy"))
+
+    def cpu(self) -> dict[str, float]:
+        """CPU cost per I/O (us) and efficiency, over the measured window.
+
+        host_cpu_us_per_io: the backend threads' CPU time, the sum of host_useful (running
+        costs), host_poll (spinning: busy polling before blocking, or a poll-mode thread's
+        whole idle time) and host_wakeup (waking: from the signal until the thread runs, the
+        CPU leaving its idle state or switching to it). guest_cpu_us_per_io: the vCPU threads'
+        busy time (halt polling included, guest_poll_us_per_io apart). iops_per_host_core:
+        IOPS per fully busy host core of backend CPU time (IOPS / host CPU cores used).
+        """
+        lv = self.levels
+        span_us = self.elapsed_s * 1e6
+        per_io = span_us / self.ios if self.ios else math.nan
+        host = self.scenario.design.thread_names
+        vcpus = sorted(
+            {k.split(".")[0] for k in lv if k.startswith("vcpu") and k.endswith(".busy")}
+        )
+        busy = sum(lv[f"{t}.busy"] for t in host)
+        poll = sum(lv[f"{t}.poll"] for t in host)
+        wake = sum(lv[f"{t}.wake"] for t in host)
+        out = {
+            "host_cpu_us_per_io": (busy + wake) * per_io,
+            "host_useful_us_per_io": (busy - poll) * per_io,
+            "host_poll_us_per_io": poll * per_io,
+            "host_wakeup_us_per_io": wake * per_io,
+            "guest_cpu_us_per_io": sum(lv[f"{v}.busy"] for v in vcpus) * per_io,
+            "guest_poll_us_per_io": sum(lv[f"{v}.poll"] for v in vcpus) * per_io,
+        }
+        cores = busy + wake
+        out["iops_per_host_core"] = self.iops / cores if cores > 0 else math.nan
         return out
 
     def __repr__(self) -> str:

@@ -13,10 +13,13 @@ __all__ = [
     "DESIGNS",
     "MAX_IODEPTH",
     "MAX_JOBS",
+    "MAX_QUEUES",
+    "ROLES",
     "RW_MODES",
     "SECTOR",
     "Context",
     "Design",
+    "Role",
     "Scenario",
     "Signal",
     "Workload",
@@ -116,59 +119,185 @@ class Workload:
 
 Context = Literal["user", "kernel"]
 Signal = Literal["per-completion", "batched"]
+Role = Literal["both", "submit", "complete", "poll"]
+ROLES: tuple[Role, ...] = ("both", "submit", "complete", "poll")
+# What a thread of each role is called in results (a role held by several threads is numbered).
+_ROLE_NAMES = {"both": "iothread", "submit": "submitter", "complete": "completer", "poll": "poller"}
+MAX_QUEUES = 65535  # the virtio-pci common configuration's num_queues is a 16-bit field
+MAX_BACKEND_THREADS = 1024  # a bound on the model's size, far beyond any real device's threads
 
 
 @dataclass(frozen=True, kw_only=True)
 class Design:
     """A host backend as structure + policy.
 
-    threads: 1 = one thread submits and completes; 2 = a submitter and a completer thread.
+    roles: one entry per host thread, what it does: "both" waits on the kicks of its queues and
+      on its completions (QEMU's IOThread); "submit" pops the available ring and submits (kick);
+      "complete" reaps, pushes used entries and signals (AIO completion); "poll" does both
+      without ever waiting: it spins on its rings and completions, and never re-enables kicks
+      (a poll-mode vhost-user-blk backend).
+    queues: virtqueues of the device (the guest uses at most one per vCPU, as Linux does).
+    mapping: per queue, the threads serving it (indices into roles): one "both" or "poll"
+      thread, or a "submit" and a "complete" thread; None spreads the queues round-robin over
+      the threads that submit, each "submit" thread paired with the "complete" thread of the
+      same rank (as QEMU's iothread-vq-mapping does with a list of IOThreads).
     context: "user" (a QEMU thread: operations are syscalls) or "kernel" (vhost: in-kernel calls).
     signal: "per-completion" (one notification per used entry) or "batched" (one per reaped batch).
     submit_batch: one io_submit call for all popped requests (True) or one call per request (False).
-    poll_us: busy-poll this long before blocking (QEMU's poll-max-ns, in microseconds).
+    poll_us: busy-poll this long before blocking (a fixed poll time, in microseconds).
+    poll_max_us: adaptive polling as QEMU's AioContext does it, with this ceiling (poll-max-ns
+      / 1000): the poll time starts at 0, becomes 4 us and doubles while an event arrives within
+      the ceiling, and drops to 0 when one takes longer (util/aio-posix.c adjust_polling_time).
     cpus: host CPU of each backend thread, or None to let the scheduler place it.
     """
 
     name: str
-    threads: int = 1
+    roles: tuple[Role, ...] = ("both",)
+    queues: int = 1
+    mapping: tuple[tuple[int, ...], ...] | None = None
     context: Context = "user"
     signal: Signal = "per-completion"
     submit_batch: bool = False
     poll_us: float = 0.0
+    poll_max_us: float = 0.0
     cpus: tuple[int | None, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.threads not in (1, 2):
-            raise ConfigError(f"design {self.name!r}: threads must be 1 or 2, got {self.threads}")
+        where = f"design {self.name!r}"
+        if not isinstance(self.roles, tuple) or not 1 <= len(self.roles) <= MAX_BACKEND_THREADS:
+            raise ConfigError(
+                f"{where}: roles must be 1..{MAX_BACKEND_THREADS} thread roles, got {self.roles!r}"
+            )
+        for r in self.roles:
+            if r not in ROLES:
+                raise ConfigError(f"{where}: unknown role {r!r} (choose from {', '.join(ROLES)})")
+        if (
+            isinstance(self.queues, bool)
+            or not isinstance(self.queues, int)
+            or not (1 <= self.queues <= MAX_QUEUES)
+        ):
+            raise ConfigError(f"{where}: queues must be within 1..{MAX_QUEUES}, got {self.queues}")
         if self.context not in ("user", "kernel"):
-            raise ConfigError(f"design {self.name!r}: context must be user or kernel")
+            raise ConfigError(f"{where}: context must be user or kernel")
         if self.signal not in ("per-completion", "batched"):
-            raise ConfigError(f"design {self.name!r}: signal must be per-completion or batched")
-        if not 0 <= self.poll_us < math.inf:
-            raise ConfigError(
-                f"poll_us must be a finite number >= 0, got {self.poll_us} (design {self.name!r})"
-            )
+            raise ConfigError(f"{where}: signal must be per-completion or batched")
+        for key in ("poll_us", "poll_max_us"):
+            v = getattr(self, key)
+            if not 0 <= v < math.inf:
+                raise ConfigError(f"{key} must be a finite number >= 0, got {v} ({where})")
+        if self.poll_us and self.poll_max_us:
+            raise ConfigError(f"{where}: give poll_us (fixed) or poll_max_us (adaptive), not both")
         if self.cpus is not None and len(self.cpus) != self.threads:
-            raise ConfigError(
-                f"design {self.name!r}: cpus needs one entry per thread ({self.threads})"
-            )
+            raise ConfigError(f"{where}: cpus needs one entry per thread ({self.threads})")
+        served = self.served()
+        for k, role in enumerate(self.roles):
+            if not any(k in q for q in served):
+                raise ConfigError(f"{where}: thread {k} ({role}) serves no queue")
+
+    @property
+    def threads(self) -> int:
+        """The number of host threads."""
+        return len(self.roles)
 
     @property
     def thread_names(self) -> tuple[str, ...]:
-        """Names of the backend threads, as they appear in results."""
-        return ("iothread",) if self.threads == 1 else ("submitter", "completer")
+        """Names of the backend threads, as they appear in results: iothread, submitter,
+        completer, poller, numbered from 0 when a role has several threads."""
+        bases = [_ROLE_NAMES[r] for r in self.roles]
+        return tuple(
+            f"{b}{bases[:k].count(b)}" if bases.count(b) > 1 else b for k, b in enumerate(bases)
+        )
+
+    def served(self) -> tuple[tuple[int, int], ...]:
+        """Per queue, (the thread that pops and submits, the thread that reaps and signals)."""
+        where = f"design {self.name!r}"
+        roles = self.roles
+        submitters = [k for k, r in enumerate(roles) if r != "complete"]
+        completers = [k for k, r in enumerate(roles) if r == "complete"]
+        if not submitters:
+            raise ConfigError(f"{where}: no thread pops the available ring (roles {roles})")
+        if self.mapping is None:
+            pairs = []
+            for q in range(self.queues):
+                s = submitters[q % len(submitters)]
+                if roles[s] != "submit":
+                    pairs.append((s, s))
+                    continue
+                rank = [k for k in submitters if roles[k] == "submit"].index(s)
+                if rank >= len(completers):
+                    raise ConfigError(f"{where}: submitter {s} has no completer to pair with")
+                pairs.append((s, completers[rank]))
+            return tuple(pairs)
+        if len(self.mapping) != self.queues:
+            raise ConfigError(
+                f"{where}: mapping needs one entry per queue ({self.queues}), got "
+                f"{len(self.mapping)}"
+            )
+        out = []
+        for q, ts in enumerate(self.mapping):
+            if any(not isinstance(k, int) or not 0 <= k < len(roles) for k in ts):
+                raise ConfigError(f"{where}: mapping of queue {q} names no such thread: {ts}")
+            kinds = sorted(roles[k] for k in ts)
+            if len(ts) == 1 and kinds[0] in ("both", "poll"):
+                out.append((ts[0], ts[0]))
+            elif kinds == ["complete", "submit"]:
+                s, c = sorted(ts, key=lambda k: roles[k] != "submit")
+                out.append((s, c))
+            else:
+                raise ConfigError(
+                    f"{where}: queue {q} needs one both/poll thread or a submit and a complete "
+                    f"thread, got roles {[roles[k] for k in ts]}"
+                )
+        return tuple(out)
+
+
+def _round_robin(n: int, m: int) -> tuple[tuple[int, ...], ...]:
+    return tuple((q % m,) for q in range(n))
 
 
 DESIGNS: dict[str, Design] = {
     # The seed's one-thread QEMU virtio-blk (aio=native): one userspace I/O thread, one io_submit
     # per request (QEMU 0.15 had no io_plug batching), one irqfd signal per completion.
-    "virtio-blk": Design(name="virtio-blk", threads=1, context="user", signal="per-completion"),
+    "virtio-blk": Design(name="virtio-blk", context="user", signal="per-completion"),
     # The seed's vhost-blk: two in-kernel threads, completions signalled once per reaped batch.
-    "vhost-blk": Design(name="vhost-blk", threads=2, context="kernel", signal="batched"),
-    # Modern QEMU (2023): batched completion notification and io_submit batching.
+    "vhost-blk": Design(
+        name="vhost-blk", roles=("submit", "complete"), context="kernel", signal="batched"
+    ),
+    # Today's QEMU IOThread without polling (poll-max-ns=0): the requests one handler run pops
+    # are submitted in one io_submit (blk_io_plug/unplug, now defer_call_begin/end) and the
+    # completions of one batch are notified once (defer_call around virtio_notify_irqfd, 8.2+).
     "virtio-blk-batched": Design(
-        name="virtio-blk-batched", threads=1, context="user", signal="batched", submit_batch=True
+        name="virtio-blk-batched", context="user", signal="batched", submit_batch=True
+    ),
+    # The same with the IOThread's default adaptive polling: poll-max-ns 32768 on x86
+    # (IOTHREAD_POLL_MAX_NS_DEFAULT, iothread.c).
+    "qemu-iothread": Design(
+        name="qemu-iothread",
+        context="user",
+        signal="batched",
+        submit_batch=True,
+        poll_max_us=32.768,
+    ),
+    # QEMU 9.0's iothread-vq-mapping: 4 virtqueues round-robin over 2 IOThreads, each as above.
+    "iothread-vq-mapping": Design(
+        name="iothread-vq-mapping",
+        roles=("both", "both"),
+        queues=4,
+        mapping=_round_robin(4, 2),
+        context="user",
+        signal="batched",
+        submit_batch=True,
+        poll_max_us=32.768,
+    ),
+    # vhost-blk with one kernel worker per virtqueue (the 2022 revival on the 2023 multi-worker
+    # vhost: VHOST_NEW_WORKER / VHOST_ATTACH_VRING_WORKER), 4 queues.
+    "vhost-blk-mq": Design(
+        name="vhost-blk-mq", roles=("both",) * 4, queues=4, context="kernel", signal="batched"
+    ),
+    # A poll-mode vhost-user-blk backend (SPDK-style): one user-space thread spins on the ring
+    # and on its completions, never re-enables kicks, and signals by an eventfd write.
+    "vhost-user-blk": Design(
+        name="vhost-user-blk", roles=("poll",), context="user", signal="batched"
     ),
 }
 
@@ -187,9 +316,19 @@ class Scenario:
     """One simulated configuration: a workload on a design with a profile (by name or path).
 
     guest_cpus: host CPU of each guest vCPU thread, or None to let the scheduler place them.
+    guest_vcpus: the guest's vCPUs, or None for the profile's. The guest's fio jobs run on them
+      in turn (job i on vCPU i mod guest_vcpus) and, as Linux's virtio-blk driver maps blk-mq
+      hardware queues, uses min(queues, guest_vcpus) virtqueues, vCPU v submitting to queue
+      v mod that and the first vCPU of each queue taking its interrupts.
     """
 
     workload: Workload = field(default_factory=Workload)
     design: Design = field(default_factory=lambda: DESIGNS["virtio-blk"])
     profile: str = "seed-2011"
     guest_cpus: tuple[int | None, ...] | None = None
+    guest_vcpus: int | None = None
+
+    def __post_init__(self) -> None:
+        v = self.guest_vcpus
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024):
+            raise ConfigError(f"guest_vcpus must be within 1..1024, got {v!r}")

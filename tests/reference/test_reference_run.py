@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vsim.errors import ConfigError
 from vsim.reference import STAGES, RunRecord, run
 from vsim.scenario import DESIGNS, Workload, design
 
@@ -64,6 +65,27 @@ def test_both_designs_verified(name: str, engine: str, disk_dir: Path) -> None:
     else:
         assert set(r.submit_thread) == {0} and set(r.complete_thread) == {1}
     assert r.meta["engine"] == engine and r.meta["design"] == name
+    assert list(disk_dir.iterdir()) == []
+
+
+def test_poll_mode_backend_runs_without_kicks(disk_dir: Path) -> None:
+    """vhost-user-blk: one thread spins on the ring with kicks off, so the guest (almost)
+    never kicks and the thread never waits on an eventfd."""
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=N)
+    r = run(wl, "vhost-user-blk", directory=disk_dir, scratch_size=4 << 20, verify=True)
+    c = r.counters
+    assert r.total_ios == N and r.errors == 0 and c["verify_bad_sectors"] == 0
+    assert c["kicks"] <= 1 and c["kick_wakeups"] == c["completion_wakeups"] == 0
+    assert c["poll_hits"] > 0
+    assert r.thread_names == ("poller",)
+    assert set(r.submit_thread) == {0} and set(r.complete_thread) == {0}
+    assert list(disk_dir.iterdir()) == []
+
+
+def test_multiqueue_designs_are_refused_with_one_line(disk_dir: Path) -> None:
+    wl = Workload(rw="randread", bs=4096, iodepth=1, number_ios=10)
+    with pytest.raises(ConfigError, match="one virtqueue"):
+        run(wl, "iothread-vq-mapping", directory=disk_dir, scratch_size=1 << 20)
     assert list(disk_dir.iterdir()) == []
 
 

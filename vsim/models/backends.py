@@ -1,4 +1,4 @@
-"""Host backends as structure + policy: one or two threads, user or kernel, signalling policy."""
+"""Host backends as structure + policy: threads by role over virtqueues, signalling policy."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from vsim.models.cpu import Notifier, Thread
 from vsim.models.disk import Disk
 from vsim.models.guest import IO
 from vsim.models.monitor import Level
+from vsim.models.queue import DeviceQueue
 from vsim.models.syscalls import Costs
-from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Design
 
 __all__ = [
@@ -22,12 +22,26 @@ __all__ = [
 ]
 
 
+class _Reaper:
+    """A completing thread's AIO context: its completion eventfd and what completed unreaped."""
+
+    __slots__ = ("aio", "cq", "level")
+
+    def __init__(self, name: str, level: Level) -> None:
+        self.aio = Notifier(name)  # the AIO completion eventfd (IOCB_FLAG_RESFD)
+        self.cq: deque[IO] = deque()  # completed, not yet reaped
+        self.level = level
+
+
 class Backend:
-    """The device side of the virtqueue: pops requests, submits them to the disk (Linux AIO),
+    """The device side of the virtqueues: pops requests, submits them to the disk (Linux AIO),
     reaps completions, pushes used entries and signals the guest.
 
-    One thread (QEMU's virtio-blk) waits on the kick and the AIO completion eventfd together;
-    two threads (vhost-blk) split into a submitter (kick) and a completer (AIO completion).
+    One loop per thread, by its role (Design.roles): a "both" thread (QEMU's IOThread) waits on
+    the kicks of its queues and on its AIO completion eventfd together; a "submit" thread waits
+    on kicks only and a "complete" thread on completions only (the seed's vhost-blk); a "poll"
+    thread never blocks: it spins on its rings and its completions. Each queue's requests
+    complete on the AIO context of the thread that serves its completions (Design.served).
     """
 
     def __init__(
@@ -35,78 +49,90 @@ class Backend:
         env: simpy.Environment,
         design: Design,
         threads: list[Thread],
-        vq: Virtqueue,
-        kick: Notifier,
-        irq: Notifier,
+        queues: list[DeviceQueue],
         disk: Disk,
         costs: Costs,
-        cq_level: Level,
+        levels: list[Level],
     ) -> None:
         self.env = env
         self.design = design
         self.threads = threads
-        self.vq = vq
-        self.kick = kick
-        self.irq = irq
+        self.queues = queues
         self.disk = disk
         self.costs = costs
-        self.aio = Notifier("aio")  # the AIO completion eventfd (IOCB_FLAG_RESFD)
-        self.cq: deque[IO] = deque()  # completed, not yet reaped
-        self.cq_level = cq_level
+        served = design.served()
+        completers = sorted({c for _, c in served})
+        self.reapers = {
+            k: _Reaper(f"aio{i}", level)
+            for i, (k, level) in enumerate(zip(completers, levels, strict=True))
+        }
+        # Per queue: the AIO context its requests complete on.
+        self._reaper_of = [self.reapers[c] for _, c in served]
+        self._submits = [
+            [q for q, (s, _) in zip(queues, served, strict=True) if s == k]
+            for k in range(len(threads))
+        ]
         self.submit_calls = 0
         self.reap_calls = 0
+        self.requests = [0] * len(threads)  # per thread: requests it popped
+        self.drains = [0] * len(threads)  # per thread: ring drains that found requests
 
     def processes(self) -> list[Proc]:
-        """The SimPy processes of the backend's threads."""
-        if self.design.threads == 1:
-            return [self._one_thread(self.threads[0])]
-        return [self._submitter(self.threads[0]), self._completer(self.threads[1])]
+        """The SimPy processes of the backend's threads, in thread order."""
+        return [
+            self._loop(k, t, role, self._submits[k], self.reapers.get(k))
+            for k, (t, role) in enumerate(zip(self.threads, self.design.roles, strict=True))
+        ]
 
     # -- thread loops ------------------------------------------------------------------------
     # Consecutive costs with nothing observable between them are charged as one timeout:
     # `carry` is CPU time already spent and not yet yielded.
-    def _one_thread(self, t: Thread) -> Proc:
+    def _loop(
+        self, k: int, t: Thread, role: str, mine: list[DeviceQueue], reaper: _Reaper | None
+    ) -> Proc:
+        """A thread's loop: wait on its queues' kicks (a poller: their rings) and its AIO
+        completions, then serve what is pending, requests first."""
         c = self.costs
+        poll = role == "poll"
+        fds: list[Notifier] = []
+        for q in mine:
+            ring = q.ring if poll else q.kick
+            assert ring is not None
+            fds.append(ring)
+        if reaper is not None:
+            fds.append(reaper.aio)
         yield from t.start()
         while True:
-            yield from t.wait((self.kick, self.aio))
-            carry = c.wait_return()
-            if self.kick.count:
-                self.kick.consume()
-                carry = yield from self._handle_avail(t, carry + c.notify_read())
-            if self.aio.count:
-                self.aio.consume()
-                carry = yield from self._handle_completions(t, carry + c.notify_read())
-            if carry:
-                yield carry
-
-    def _submitter(self, t: Thread) -> Proc:
-        c = self.costs
-        yield from t.start()
-        while True:
-            yield from t.wait((self.kick,))
-            self.kick.consume()
-            carry = yield from self._handle_avail(t, c.wait_return() + c.notify_read())
-            if carry:
-                yield carry
-
-    def _completer(self, t: Thread) -> Proc:
-        c = self.costs
-        yield from t.start()
-        while True:
-            yield from t.wait((self.aio,))
-            self.aio.consume()
-            carry = yield from self._handle_completions(t, c.wait_return() + c.notify_read())
+            yield from t.wait(fds)
+            # A poller did not block: nothing to return from, no eventfd to read.
+            carry = 0.0 if poll else c.wait_return()
+            for q in mine:
+                ring = q.ring if poll else q.kick
+                assert ring is not None
+                if ring.count:
+                    ring.consume()
+                    carry = yield from self._handle_avail(
+                        k, t, q, carry + (0.0 if poll else c.notify_read()), poll
+                    )
+            if reaper is not None and reaper.aio.count:
+                reaper.aio.consume()
+                carry = yield from self._handle_completions(
+                    t, reaper, carry + (0.0 if poll else c.notify_read())
+                )
             if carry:
                 yield carry
 
     # -- request handling --------------------------------------------------------------------
-    def _handle_avail(self, t: Thread, carry: float) -> Generator[simpy.Event | float, Any, float]:
-        """Pop and submit until the ring is empty with notifications re-enabled. The first pop
-        and io_submit since the thread woke on an idle CPU run cold (pop_cold, submit_cold)."""
+    def _handle_avail(
+        self, k: int, t: Thread, q: DeviceQueue, carry: float, poll: bool
+    ) -> Generator[simpy.Event | float, Any, float]:
+        """Pop and submit until the ring is empty with notifications re-enabled (a poller
+        leaves them off: until it is empty). The first pop and io_submit since the thread woke
+        on an idle CPU run cold (pop_cold, submit_cold)."""
         c = self.costs
         env = self.env
-        vq = self.vq
+        vq = q.vq
+        reaper = self._reaper_of[q.index]
         cold, t.cold = t.cold, False
         while True:
             if self.design.submit_batch:
@@ -117,6 +143,8 @@ class Backend:
                     io.t_pop = env.now
                     batch.append(io)
                 if batch:
+                    self.drains[k] += 1
+                    self.requests[k] += len(batch)
                     held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
                     inside += c.submit_cold() if cold else 0.0
                     cold = False
@@ -126,9 +154,12 @@ class Backend:
                         yield from t.syscall(held, inside)
                     self.submit_calls += 1
                     for io in batch:
-                        self._to_disk(io)
+                        self._to_disk(io, q, reaper)
             else:
+                popped = 0
                 while (io := vq.pop()) is not None:
+                    popped += 1
+                    self.requests[k] += 1
                     t_pop = env.now + carry + c.pop() + (c.pop_cold() if cold else 0.0)
                     held = t_pop - env.now + c.submit_call()
                     inside = c.submit_iocb() + (c.submit_cold() if cold else 0.0)
@@ -140,29 +171,35 @@ class Backend:
                     carry = 0.0
                     io.t_pop = t_pop
                     self.submit_calls += 1
-                    self._to_disk(io)
-            if vq.enable_notify():
+                    self._to_disk(io, q, reaper)
+                if popped:
+                    self.drains[k] += 1
+            if (not vq.avail) if poll else vq.enable_notify():
                 return carry
 
-    def _to_disk(self, io: IO) -> None:
+    def _to_disk(self, io: IO, q: DeviceQueue, reaper: _Reaper) -> None:
         io.t_sub = self.env.now
+        io.queue = q
+        io.reaper = reaper
         self.disk.submit(io, self._disk_done)
 
     def _disk_done(self, io: IO) -> None:
-        io.t_dd = self.env.now
-        self.cq.append(io)
-        self.cq_level.add(1, io.t_dd)
-        self.aio.signal()
+        io.t_dd = now = self.env.now
+        r = io.reaper
+        assert r is not None
+        r.cq.append(io)
+        r.level.add(1, now)
+        r.aio.signal()
 
     def _handle_completions(
-        self, t: Thread, carry: float
+        self, t: Thread, r: _Reaper, carry: float
     ) -> Generator[simpy.Event | float, Any, float]:
-        """Reap every completed request, push it to the used ring and signal the guest."""
+        """Reap every completed request, push it to its queue's used ring and signal the guest
+        (batched: once per queue the batch touched, after its last entry)."""
         c = self.costs
         env = self.env
-        vq = self.vq
         per_completion = self.design.signal == "per-completion"
-        while self.cq:
+        while r.cq:
             # io_getevents returns what has completed when it runs: the wake-up, the eventfd
             # read and the call's entry are spent first, and completions landing meanwhile are
             # in the same batch (the real completer reaps after all of them).
@@ -172,20 +209,27 @@ class Backend:
                 yield carry
             carry = 0.0
             self.reap_calls += 1
-            batch = list(self.cq)
-            self.cq.clear()
-            self.cq_level.set(0, env.now)
+            batch = list(r.cq)
+            r.cq.clear()
+            r.level.set(0, env.now)
             if t.lock is not None:  # io_getevents with the lock dropped, then the pushes
                 yield from t.syscall(0.0, c.reap_call() + sum(c.reap_event() for _ in batch))
+            touched: list[DeviceQueue] = []
             for io in batch:
                 yield carry + (0.0 if t.lock is not None else c.reap_event()) + c.push()
                 carry = 0.0
-                vq.push(io)
+                q = io.queue
+                assert q is not None
+                q.vq.push(io)
                 io.t_push = env.now
-                if per_completion and vq.should_signal():
+                if per_completion:
+                    if q.vq.should_signal():
+                        yield c.signal()
+                        q.irq.signal()
+                elif q not in touched:
+                    touched.append(q)
+            for q in touched:
+                if q.vq.should_signal():
                     yield c.signal()
-                    self.irq.signal()
-            if not per_completion and vq.should_signal():
-                yield c.signal()
-                self.irq.signal()
+                    q.irq.signal()
         return carry

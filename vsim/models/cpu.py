@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -66,6 +67,10 @@ class Notifier:
         return n
 
 
+# The first poll time of QEMU's adaptive polling ("start polling at 4 microseconds",
+# adjust_polling_time in util/aio-posix.c).
+POLL_START_US = 4.0
+
 # CPython's default switch interval (sys.getswitchinterval() = 0.005 s unless changed:
 # docs.python.org/3/library/sys.html#sys.setswitchinterval; DEFAULT_INTERVAL in
 # Python/ceval_gil.c).
@@ -127,12 +132,14 @@ class Thread:
         "lock_since",
         "name",
         "pinned",
+        "poll_max_us",
         "poll_us",
         "polling",
         "preempts",
         "proc",
         "state",
         "wakeups",
+        "waking",
     )
 
     def __init__(
@@ -151,12 +158,16 @@ class Thread:
         self.pinned = cpu is not None
         self.cpu = cpus[cpu if cpu is not None else 0]
         self.home = self.cpu  # where a pinned thread runs after its next wake-up
-        self.poll_us = poll_us
+        self.poll_us = poll_us  # inf: spins until signalled (a poll-mode thread)
+        self.poll_max_us = 0.0  # > 0: adaptive polling with this ceiling (poll_us adapts)
         self._latency = latency
         self.state = "new"
         self._ev: simpy.Event | None = None
         self.busy: Busy = stats.busy(f"{name}.busy")
         self.polling: Level = stats.level(f"{name}.poll")
+        # Waking up: from the signal (or its turn on a busy CPU) until it runs; the CPU leaving
+        # its idle state or switching context, time no thread's work uses.
+        self.waking: Level = stats.level(f"{name}.wake")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
         self.cold = False
         self.lock: Lock | None = None
@@ -189,6 +200,7 @@ class Thread:
     def _running(self) -> None:
         self.state = "running"
         now = self.env.now
+        self.waking.set(0, now)
         b = self.busy
         b.on = True
         b.since = now
@@ -289,29 +301,36 @@ class Thread:
 
     # -- blocking ----------------------------------------------------------------------------
     def wait(self, fds: Sequence[Notifier]) -> Proc:
-        """Block (after polling, if configured) until one of fds has a pending count."""
+        """Block (after polling, if configured) until one of fds has a pending count. An
+        adaptive poller (poll_max_us > 0) then adjusts its poll time to how long it waited."""
         for fd in fds:
             if fd.count:
                 self.wakeups["none"] += 1
                 return
         env = self.env
+        t0 = env.now
         self._ev = ev = env.event()
         for fd in fds:
             fd.waiters.append(self)
-        if self.poll_us > 0:
+        poll_us = self.poll_us
+        if poll_us > 0:
             self.state = "polling"
-            self.polling.set(1, env.now)
-            timer = env.timeout(self.poll_us)
-            timer.callbacks.append(partial(self._poll_timeout, ev))
+            self.polling.set(1, t0)
+            if poll_us < math.inf:  # else it spins until a signal
+                timer = env.timeout(poll_us)
+                timer.callbacks.append(partial(self._poll_timeout, ev))
             got = yield ev
-            self.polling.set(0, env.now)
             if got != "timeout" or any(fd.count for fd in fds):
                 for fd in fds:
                     fd.waiters.remove(self)
                 self.state = "running"
                 self.wakeups["poll"] += 1
                 yield env.timeout(self._latency["poll_detect"]())
+                self.polling.set(0, env.now)  # spinning until it saw the event
+                if self.poll_max_us:
+                    self._adjust_poll(env.now - t0)
                 return
+            self.polling.set(0, env.now)
             self._ev = ev = env.event()
         self.state = "blocked"
         self._release()
@@ -321,6 +340,21 @@ class Thread:
         self._running()
         if self.lock is not None:
             yield from self._take_lock()
+        if self.poll_max_us:
+            self._adjust_poll(env.now - t0)
+
+    def _adjust_poll(self, block_us: float) -> None:
+        """QEMU's adjust_polling_time (util/aio-posix.c): keep the poll time when the event
+        came within it; drop it to 0 when the wait passed the ceiling (poll-shrink 0); else
+        grow it (to 4 us from 0, then x2, poll-grow 0 meaning 2), capped at the ceiling."""
+        if block_us <= self.poll_us:
+            return
+        if block_us > self.poll_max_us:
+            self.poll_us = 0.0
+        elif self.poll_us < self.poll_max_us:
+            self.poll_us = min(
+                2 * self.poll_us if self.poll_us else POLL_START_US, self.poll_max_us
+            )
 
     def _take_lock(self) -> Proc:
         lock = self.lock
@@ -401,13 +435,21 @@ class Thread:
         ev._ok = True
         ev._value = None
         env = self.env
+        self.waking.set(1, env._now)
         heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))  # env.schedule
 
     def _choose_cpu(self) -> Cpu:
+        """An idle CPU if there is one, else the current one, but never one a poll-mode
+        thread spins on (it would never let go: such a thread has a core to itself, as SPDK's
+        reactors do)."""
         cpu = self.cpu
         if self.pinned or cpu.holder is None:
             return cpu
         for other in self.cpus:
             if other.holder is None:
                 return other
+        if cpu.holder is not None and cpu.holder.poll_us == math.inf:
+            for other in self.cpus:
+                if other.holder is not None and other.holder.poll_us < math.inf:
+                    return other
         return cpu

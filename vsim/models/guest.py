@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,15 +12,14 @@ from vsim.kernel import Proc
 from vsim.models.cpu import Notifier, Thread
 from vsim.models.dists import Dist, sampler
 from vsim.models.monitor import Level
+from vsim.models.queue import DeviceQueue
 from vsim.models.syscalls import Costs
-from vsim.models.virtqueue import Virtqueue
 from vsim.scenario import Workload
 
 __all__ = [
     "IO",
     "UNIT",
     "FioJob",
-    "TagWait",
     "Vcpu",
 ]
 
@@ -32,6 +32,8 @@ class IO:
     __slots__ = (
         "job",
         "offset",
+        "queue",
+        "reaper",
         "size",
         "t_dd",
         "t_done",
@@ -48,6 +50,8 @@ class IO:
         self.write = write
         self.offset = offset
         self.size = size
+        self.queue: DeviceQueue | None = None  # the device queue it travels (set at submit)
+        self.reaper: Any = None  # the backend's AIO context it completes on (set at submit)
         self.t_start = t_start  # fio starts io_submit
         self.t_issue = 0.0  # io_submit returned (slat end)
         self.t_pop = 0.0  # backend popped it from the available ring
@@ -96,39 +100,9 @@ class FioJob:
         return IO(self, write, block * bs, bs, now)
 
 
-class TagWait:
-    """The guest's submissions waiting for a free tag of the queue (blk-mq's tag wait), served
-    in the order they came (a waiting job does not starve behind one that keeps barging in)."""
-
-    def __init__(self, level: Level) -> None:
-        self.level = level  # I/Os waiting, time-weighted
-        self.jobs: list[FioJob] = []
-
-    def wait(self, job: FioJob, io: IO, now: float) -> None:
-        """`job` is inside io_submit for `io` until a tag frees."""
-        job.blocked = io
-        self.jobs.append(job)
-        self.level.add(1, now)
-
-    def release(self, job: FioJob, now: float) -> None:
-        """`job` got its tag."""
-        job.blocked = None
-        self.jobs.remove(job)
-        self.level.add(-1, now)
-
-    def free(self, vq: Virtqueue) -> int:
-        """Requests a new submission could place at once (none while others wait)."""
-        return 0 if self.jobs else vq.free // vq.descs_per_request
-
-    def wake(self, by: Vcpu) -> None:
-        """Tags were freed on vCPU `by`: wake the other vCPUs whose jobs wait for one."""
-        for job in self.jobs:
-            if job.vcpu is not by and job.vcpu is not None:
-                job.vcpu.wake.signal()
-
-
 class Vcpu:
-    """A guest vCPU: runs its fio jobs and, on vCPU 0, the virtio-blk interrupt handler.
+    """A guest vCPU: runs its fio jobs, submitting to its queue, and the virtio-blk interrupt
+    handler of the queues whose interrupts it takes (`handles`).
 
     When nothing is runnable the vCPU halts: its host thread blocks until the device's interrupt
     (irqfd) or another vCPU's wake-up arrives.
@@ -147,19 +121,19 @@ class Vcpu:
         self,
         thread: Thread,
         jobs: Sequence[FioJob],
-        vq: Virtqueue,
-        kick: Notifier,
-        irq: Notifier | None,
+        queue: DeviceQueue,
+        handles: Sequence[DeviceQueue],
         costs: Costs,
         record: Callable[[IO], None],
-        tags: TagWait,
     ) -> None:
         self.thread = thread
-        self.tags = tags
+        self.queue = queue
+        self.tags = queue.tags
         self.jobs = list(jobs)
-        self.vq = vq
-        self.kick = kick
-        self.irq = irq
+        self.vq = queue.vq
+        self.kick = queue.kick
+        self.ring = queue.ring
+        self.handles = list(handles)
         self.wake = Notifier(f"{thread.name}.wake")
         self.costs = costs
         self.record = record
@@ -173,13 +147,15 @@ class Vcpu:
         env = t.env
         c = self.costs
         vq = self.vq
-        fds = [self.wake] + ([self.irq] if self.irq else [])
+        fds = [self.wake] + [q.irq for q in self.handles]
         yield from t.start()
         while True:
             worked = False
             carry = 0.0
-            irq = self.irq
-            if irq is not None and irq.count:
+            for q in self.handles:
+                irq = q.irq
+                if not irq.count:
+                    continue
                 irq.consume()
                 self.irqs += 1
                 # The handler's entry runs before virtblk_done reads the used ring, each entry
@@ -187,18 +163,19 @@ class Vcpu:
                 # re-enable: entries the device pushes meanwhile are drained by this interrupt
                 # with no interrupt of their own.
                 yield c.guest_irq()
+                used = q.vq
                 while True:  # virtblk_done: drain the used ring, re-enable, re-check
-                    while (io := vq.get_used()) is not None:
+                    while (io := used.get_used()) is not None:
                         yield c.guest_complete()
                         job = io.job
                         job.done.append(io)
                         if job.vcpu is not self:
                             assert job.vcpu is not None
                             job.vcpu.wake.signal()
-                    if vq.enable_cb():
+                    if used.enable_cb():
                         break
-                if self.tags.jobs:
-                    self.tags.wake(self)  # freed tags wake the submissions waiting for them
+                if q.tags.jobs:
+                    q.tags.wake(self)  # freed tags wake the submissions waiting for them
                 worked = True
             if self.wake.count:
                 self.wake.consume()
@@ -268,4 +245,6 @@ class Vcpu:
     def _add(self, io: IO) -> bool:
         """Make io available to the device; True when the driver must kick (not suppressed)."""
         self.vq.add(io)
+        if self.ring is not None:
+            self.ring.signal()
         return self.vq.kick_prepare()

@@ -22,6 +22,7 @@ from vsim.errors import ConfigError
 from vsim.outputs import write_atomic
 from vsim.plots.breakdown import plot_breakdown
 from vsim.plots.cdf import cdf_samples, plot_cdf
+from vsim.plots.cpu import plot_cpu
 from vsim.plots.style import (
     design_colors,
     finish,
@@ -45,7 +46,7 @@ from vsim.results import Result
 
 __all__ = ["PLOT_KINDS", "plot_iops", "plot_kind", "plot_latency", "save"]
 
-PLOT_KINDS = ("iops", "latency", "cdf", "breakdown")
+PLOT_KINDS = ("iops", "latency", "cpu", "cdf", "breakdown")
 
 # ------------------------------------------------------------------------------ IOPS
 
@@ -328,7 +329,7 @@ def plot_kind(
     measured: pd.DataFrame | None = None,
     title: str | None = None,
 ) -> Figure:
-    """The figure `kind` (iops, latency, cdf or breakdown) of a sweep table: `vsim plot`.
+    """The figure `kind` (iops, latency, cpu, cdf or breakdown) of a sweep table: `vsim plot`.
 
     `cdf` and `breakdown` need the per-I/O data of `results` (see vsim.sweep.resimulate).
     """
@@ -336,6 +337,8 @@ def plot_kind(
         return plot_iops(df, measured, title=title)
     if kind == "latency":
         return plot_latency(df, measured, title=title)
+    if kind == "cpu":
+        return plot_cpu(df, title=title)
     if kind in ("cdf", "breakdown"):
         if not results:
             raise ConfigError(f"kind {kind} needs per-I/O results (re-simulate the points)")

@@ -45,6 +45,10 @@ DESIGN_COLORS: dict[str, str] = {
     "virtio-blk": "#0173b2",
     "vhost-blk": "#de8f05",
     "virtio-blk-batched": "#029e73",
+    "qemu-iothread": "#cc78bc",
+    "iothread-vq-mapping": "#d55e00",
+    "vhost-blk-mq": "#56b4e9",
+    "vhost-user-blk": "#ca9161",
 }
 # Colours for other labels (variants, profiles), handed out in order of first appearance.
 _EXTRA_COLORS = ("#cc78bc", "#d55e00", "#56b4e9", "#ca9161", "#949494", "#ece133", "#fbafe4")

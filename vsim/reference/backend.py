@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from vsim.errors import ConfigError
 from vsim.reference.engine import Completion, IoEngine, IoRequest
 from vsim.reference.guestmem import (
     CTL_ABORT,
@@ -80,8 +81,9 @@ class _Inflight:
 class Backend:
     """Serves the device side of the virtqueue with an I/O engine, as a ``Design`` prescribes.
 
-    threads=1: one thread waits on the kick and completion eventfds and does everything.
-    threads=2: a submitter (kick -> pop -> submit) and a completer (reap -> push -> signal).
+    One thread per role (Design.roles): "both" waits on the kick and completion eventfds and
+    does everything; "submit" (kick -> pop -> submit) and "complete" (reap -> push -> signal)
+    split it; "poll" spins on the ring and the engine with kicks off, never blocking.
     signal: "per-completion" pushes and checks for an interrupt per used entry, "batched" once per
     reaped batch; submit_batch: one engine submission for all popped requests; poll_us: busy-poll
     the ring and the engine this long before blocking; cpus: pin each thread.
@@ -99,6 +101,11 @@ class Backend:
         cpus: tuple[int | None, ...] | None = None,
         event_idx: bool = True,
     ) -> None:
+        if design.queues != 1:
+            raise ConfigError(
+                f"design {design.name}: the reference backend serves one virtqueue "
+                f"(got {design.queues})"
+            )
         self.design = design
         self.mem = mem
         self.engine = engine
@@ -135,13 +142,15 @@ class Backend:
             for _ in range(design.threads)
         ]
         names = design.thread_names
-        if design.threads == 1:
-            targets = [self._run_iothread]
-        else:
-            targets = [self._run_submitter, self._run_completer]
+        bodies = {
+            "both": self._run_iothread,
+            "submit": self._run_submitter,
+            "complete": self._run_completer,
+            "poll": self._run_poller,
+        }
         self._threads = [
-            threading.Thread(target=self._guard, args=(t, k), name=names[k], daemon=True)
-            for k, t in enumerate(targets)
+            threading.Thread(target=self._guard, args=(bodies[r], k), name=names[k], daemon=True)
+            for k, r in enumerate(design.roles)
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -188,6 +197,23 @@ class Backend:
 
     def _run_completer(self, me: int) -> None:
         self._loop(me, serve_avail=False, serve_cq=True)
+
+    def _run_poller(self, me: int) -> None:
+        """A poll-mode thread: kicks off for good, spins on the ring and the engine until
+        stopped, never blocks (a vhost-user-blk backend in SPDK's style)."""
+        device, engine, tc = self.device, self.engine, self._tc[me]
+        device.disable_notify()
+        while not self._stopping:
+            worked = False
+            if device.has_avail():
+                self._serve_avail(me, notify=False)
+                worked = True
+            if engine.pending():
+                eventfd_drain(engine.completion_fd)
+                self._serve_completions(me)
+                worked = True
+            if worked:
+                tc["poll_hits"] += 1
 
     def _loop(self, me: int, *, serve_avail: bool, serve_cq: bool) -> None:
         ep = select.epoll()

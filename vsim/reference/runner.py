@@ -170,6 +170,8 @@ def _validate(
 ) -> None:
     if workload.numjobs != 1:
         raise ConfigError(f"the reference backend runs numjobs=1 (got {workload.numjobs})")
+    if d.queues != 1:
+        raise ConfigError(f"design {d.name}: the reference backend serves one virtqueue")
     if workload.iodepth > MAX_QUEUE_SIZE // 3:
         limit = MAX_QUEUE_SIZE // 3
         raise ConfigError(f"iodepth {workload.iodepth} exceeds the largest virtqueue ({limit})")

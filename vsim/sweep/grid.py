@@ -38,12 +38,14 @@ SEED_GRID: dict[str, Any] = {
     "iodepth": [1, 2, 3],
 }
 WORKLOAD_FACTORS = ("rw", "bs", "iodepth", "numjobs", "rwmixread")
+SCENARIO_FACTORS = ("guest_vcpus",)
 
 
 def grid(base: Scenario, factors: Mapping[str, Sequence[Any]]) -> list[Scenario]:
     """Every combination of factors applied to base, in the order the factors are given.
 
-    Factors are `design` (preset names) and workload fields (rw, bs, iodepth, numjobs, rwmixread).
+    Factors are `design` (preset names), workload fields (rw, bs, iodepth, numjobs, rwmixread)
+    and scenario fields (guest_vcpus).
     """
     names = list(factors)
     out = []
@@ -52,6 +54,9 @@ def grid(base: Scenario, factors: Mapping[str, Sequence[Any]]) -> list[Scenario]
         wl = {n: v for n, v in zip(names, combo, strict=True) if n in WORKLOAD_FACTORS}
         if wl:
             s = replace(s, workload=replace(s.workload, **wl))
+        sc = {n: v for n, v in zip(names, combo, strict=True) if n in SCENARIO_FACTORS}
+        if sc:
+            s = replace(s, **sc)
         if "design" in names:
             s = replace(s, design=design(combo[names.index("design")]))
         out.append(s)
@@ -70,6 +75,7 @@ def _run_point(args: tuple[Scenario, int, str, Profile, dict[str, Any]]) -> list
             "bs": w.bs,
             "iodepth": w.iodepth,
             "numjobs": w.numjobs,
+            "guest_vcpus": scenario.guest_vcpus or profile.guest_vcpus,
             "seed": seed,
             "method": "mva",
         }

@@ -1,0 +1,243 @@
+"""Designs as thread roles over virtqueues: the structure's rules and each preset's defining
+behaviour (one io_submit per drained batch, deferred signals, queues spread as mapped, a
+poller without kicks, adaptive polling, the CPU columns)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import vsim
+from vsim import ConfigError, Scenario, Workload, design, simulate
+from vsim.demands import mva_point
+from vsim.models.cpu import POLL_START_US, Cpu, Thread
+from vsim.models.monitor import Registry
+from vsim.profile import Profile, derived, load_profile, synthetic_profile
+from vsim.results import CPU_METRICS
+from vsim.scenario import Design
+
+
+@pytest.fixture(scope="module")
+def local():  # type: ignore[no-untyped-def]
+    return load_profile("local")
+
+
+def _run(name: str, profile: Profile, *, iodepth: int = 8, numjobs: int = 1, vcpus=None, **kw):  # type: ignore[no-untyped-def]
+    # (a short warm-up: counters and levels then cover the measured window, not the start)
+    w = Workload(
+        rw="randread", bs=4096, iodepth=iodepth, numjobs=numjobs, number_ios=4000, ramp_time=0.002
+    )
+    d = design(name, **kw)
+    s = Scenario(workload=w, design=d, profile=profile.name, guest_vcpus=vcpus)
+    return simulate(s, seed=5, profile=profile)
+
+
+# -- the structure ------------------------------------------------------------------------------
+
+
+def test_default_mapping_is_round_robin_and_pairs_submitters_with_completers() -> None:
+    d = Design(name="rr", roles=("both", "both"), queues=4)
+    assert d.served() == ((0, 0), (1, 1), (0, 0), (1, 1))
+    assert d.thread_names == ("iothread0", "iothread1")
+    split = Design(name="split", roles=("submit", "complete", "submit", "complete"), queues=2)
+    assert split.served() == ((0, 1), (2, 3))
+    assert split.thread_names == ("submitter0", "completer0", "submitter1", "completer1")
+    assert design("vhost-blk").thread_names == ("submitter", "completer")
+    assert design("virtio-blk").thread_names == ("iothread",)
+    mapped = Design(name="m", roles=("both", "poll"), queues=2, mapping=((1,), (0,)))
+    assert mapped.served() == ((1, 1), (0, 0))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"roles": ("spin",)}, "unknown role"),
+        ({"roles": ()}, "roles must be"),
+        ({"roles": ("complete",)}, "no thread pops"),
+        ({"queues": 0}, "queues must be"),
+        ({"roles": ("both", "both"), "queues": 1}, "thread 1 .both. serves no queue"),
+        ({"queues": 2, "mapping": ((0,),)}, "one entry per queue"),
+        ({"mapping": ((3,),)}, "no such thread"),
+        ({"roles": ("submit", "submit"), "mapping": ((0, 1),)}, "needs one both/poll"),
+        ({"roles": ("submit",)}, "no completer"),
+        ({"poll_us": 5.0, "poll_max_us": 32.0}, "not both"),
+        ({"poll_max_us": math.nan}, "poll_max_us must be"),
+    ],
+)
+def test_impossible_designs_are_refused(kw, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=match):
+        Design(name="bad", **kw)
+
+
+def test_poll_mode_needs_a_core_of_its_own(make_profile) -> None:  # type: ignore[no-untyped-def]
+    prof = make_profile(host_cpus=1)
+    w = Workload(number_ios=100)
+    with pytest.raises(ConfigError, match="need a host CPU each"):
+        simulate(Scenario(workload=w, design=design("vhost-user-blk")), profile=prof)
+
+
+def test_guest_vcpus_is_checked() -> None:
+    with pytest.raises(ConfigError, match="guest_vcpus"):
+        Scenario(guest_vcpus=0)
+
+
+# -- the presets' defining behaviour -----------------------------------------------------------
+
+
+def test_poll_mode_backend_takes_no_kicks_and_spins(local) -> None:  # type: ignore[no-untyped-def]
+    r = _run("vhost-user-blk", local)
+    # EVENT_IDX: the device never moves avail_event, so the driver kicks once, when its first
+    # entry passes the initial avail_event, and never again (until the 16-bit index wraps).
+    assert r.counters["kicks"] / r.ios < 0.001
+    assert r.counters["poller.wakeups_idle"] + r.counters["poller.wakeups_busy"] == 0
+    cpu = r.cpu()
+    assert cpu["host_poll_us_per_io"] > 0 and cpu["host_wakeup_us_per_io"] == 0
+    # A spinning thread is busy all the time: its CPU time per I/O is the whole window's.
+    assert cpu["host_cpu_us_per_io"] == pytest.approx(1e6 / r.iops, rel=1e-6)
+    blocking = _run("virtio-blk-batched", local)
+    assert blocking.counters["kicks"] / blocking.ios > 0.1
+
+
+def test_batched_submission_is_one_io_submit_per_drained_batch(local) -> None:  # type: ignore[no-untyped-def]
+    per_request = _run("virtio-blk", local, iodepth=16)
+    batched = _run("virtio-blk-batched", local, iodepth=16)
+    # One call per request: as many calls as requests, more than the drains of the ring.
+    p = per_request.counters
+    assert p["submit_calls"] == pytest.approx(p["iothread.requests"], abs=1)  # (see below)
+    assert p["submit_calls"] > 1.1 * p["iothread.drains"]
+    # One call per drained ring: each handler pass pops until the ring is empty, then makes
+    # one call for all it popped: as many calls as drains, fewer than requests.
+    c = batched.counters
+    # (counted from the warm-up's end: a pass may straddle it, so within one)
+    assert c["submit_calls"] == pytest.approx(c["iothread.drains"], abs=1)
+    assert c["submit_calls"] < 0.9 * c["iothread.requests"]
+
+
+def test_deferred_signalling_interrupts_less_than_once_per_io(local) -> None:  # type: ignore[no-untyped-def]
+    batched = _run("virtio-blk-batched", local, iodepth=16)
+    assert batched.counters["signals"] / batched.ios < 1.0
+    assert batched.counters["interrupts"] / batched.ios < 1.0
+    assert batched.counters["signals"] <= batched.counters["reap_calls"]
+    per = _run("virtio-blk", local, iodepth=16)
+    assert per.counters["signals"] > batched.counters["signals"]
+
+
+def test_queues_are_spread_over_the_threads_as_mapped(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """On a symmetric host (a CPU for every thread, equal costs) every job runs at the same
+    pace, so each thread pops the share of the requests its queues carry."""
+    prof = make_profile(
+        costs={"submit_iocb": {"dist": "exponential", "mean_us": 10.0}}, host_cpus=8, vcpus=4
+    )
+    r = _run("iothread-vq-mapping", prof, numjobs=4)
+    c = r.counters
+    assert c["queues_used"] == 4
+    # Queues 0 and 2 are IOThread 0's, 1 and 3 IOThread 1's; job i runs on vCPU i and submits
+    # to queue i, so each thread pops the requests of two jobs: half of all.
+    total = c["iothread0.requests"] + c["iothread1.requests"]
+    assert total == pytest.approx(c["disk_served"], abs=4 * 8)  # up to the I/Os in flight
+    assert c["iothread0.requests"] == pytest.approx(total / 2, rel=0.05)
+    assert set(r.queues()) >= {"iothread0", "iothread1", "vcpu0", "vcpu3"}
+    # Mapped by hand, three queues to thread 0: it pops three quarters.
+    skew = _run("iothread-vq-mapping", prof, numjobs=4, mapping=((0,), (0,), (0,), (1,)))
+    s = skew.counters
+    assert s["iothread0.requests"] == pytest.approx(
+        0.75 * (s["iothread0.requests"] + s["iothread1.requests"]), rel=0.05
+    )
+    # One vCPU uses one queue (Linux: min(queues, vCPUs)): thread 1 then has nothing to do.
+    one = _run("iothread-vq-mapping", prof, numjobs=4, vcpus=1)
+    assert one.counters["queues_used"] == 1 and one.counters["iothread1.requests"] == 0
+
+
+def test_a_worker_per_queue_serves_only_its_queue(local) -> None:  # type: ignore[no-untyped-def]
+    r = _run("vhost-blk-mq", local, numjobs=2, vcpus=2)
+    c = r.counters
+    assert c["queues_used"] == 2
+    assert c["iothread0.requests"] > 0 and c["iothread1.requests"] > 0
+    assert c["iothread2.requests"] == c["iothread3.requests"] == 0
+
+
+def test_adaptive_polling_grows_from_4us_and_drops_past_the_ceiling() -> None:
+    stats = Registry()
+    t = Thread(None, "t", [Cpu(0, stats)], None, 0.0, {}, stats)  # type: ignore[arg-type]
+    t.poll_max_us = 32.768
+    seen = []
+    for block in (10.0, 10.0, 20.0, 30.0, 32.5):
+        t._adjust_poll(block)
+        seen.append(t.poll_us)
+    assert seen == [POLL_START_US, 8.0, 16.0, 32.0, 32.768]
+    t._adjust_poll(5.0)  # within the poll time: the sweet spot, unchanged
+    assert t.poll_us == 32.768
+    t._adjust_poll(40.0)  # past the ceiling: poll-shrink 0 drops it to 0
+    assert t.poll_us == 0.0
+
+
+def test_adaptive_polling_trades_cpu_for_latency(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """A fast device (20 us) and a slow idle wake-up (10 us): events come within the poll
+    ceiling, so adaptive polling catches them spinning, skips the wake-up, and pays in CPU."""
+    prof = make_profile(
+        costs={"guest_submit": {"dist": "fixed", "value_us": 5.0}},
+        disk={
+            "model": "fixed",
+            "service_us": derived({"value": 20.0}),
+            "channels": derived({"value": 1}),
+        },
+        wakeup_idle={"dist": "fixed", "value_us": 10.0},
+    )
+    off = _run("virtio-blk-batched", prof, iodepth=1)
+    on = _run("qemu-iothread", prof, iodepth=1)
+    assert off.cpu()["host_poll_us_per_io"] == 0 < on.cpu()["host_poll_us_per_io"]
+    assert on.counters["iothread.wakeups_poll"] > 0.9 * on.ios
+    assert on.lat_ns.mean() < off.lat_ns.mean() - 5_000  # two wake-ups of 10 us saved, about
+    # Each poll is at most the ceiling: polling time per wait cannot exceed it.
+    waits = sum(v for k, v in on.counters.items() if k.startswith("iothread.wakeups_"))
+    assert on.cpu()["host_poll_us_per_io"] * on.ios <= 32.768 * waits * 1.001
+
+
+@pytest.mark.parametrize("name", list(vsim.DESIGNS))
+def test_every_row_has_the_cpu_columns(name, local) -> None:  # type: ignore[no-untyped-def]
+    r = _run(name, local, iodepth=4, numjobs=2, vcpus=2)
+    for row in r.rows():
+        for k in CPU_METRICS:
+            assert math.isfinite(row[k]) and row[k] >= 0, k
+        parts = row["host_useful_us_per_io"] + row["host_poll_us_per_io"]
+        assert row["host_cpu_us_per_io"] == pytest.approx(parts + row["host_wakeup_us_per_io"])
+        assert row["iops_per_host_core"] == pytest.approx(
+            r.iops / (row["host_cpu_us_per_io"] * r.iops / 1e6)
+        )
+        assert row["guest_vcpus"] == 2
+
+
+# -- the analytic oracle over several queues -------------------------------------------------
+
+
+def test_independent_chains_match_exact_mva() -> None:
+    """A worker per queue, a vCPU per queue and a disk that never queues: N independent
+    closed chains, each product form (one exponential station and a delay)."""
+    submit_us, disk_us, n_queues, iodepth = 40.0, 100.0, 4, 4
+    disk = {
+        "model": "empirical",
+        "channels": derived({"value": n_queues * iodepth}),
+        "service": {"read": derived({"dist": "exponential", "mean_us": disk_us})},
+    }
+    doc = synthetic_profile(
+        costs={"submit_iocb": {"dist": "exponential", "mean_us": submit_us}},
+        disk=disk,
+        host_cpus=2 * n_queues,
+        vcpus=n_queues,
+    )
+    prof = Profile.from_dict(doc, "test")
+    w = Workload(rw="randread", iodepth=iodepth, numjobs=n_queues, number_ios=20000)
+    s = Scenario(workload=w, design=design("vhost-blk-mq"), profile="test")
+    predicted = mva_point(prof, s)
+    r = simulate(s, seed=11, profile=prof)
+    # The exact figure by hand: one chain is a queue of 40 us and a delay of 100 us with
+    # iodepth customers, X(n) = n / (R_queue(n) + 100) with R_queue(n) = 40 (1 + Q(n-1)).
+    q, x = 0.0, 0.0
+    for n in range(1, iodepth + 1):
+        rq = submit_us * (1 + q)
+        x = n / (rq + disk_us)
+        q = x * rq
+    assert predicted["iops"] == pytest.approx(n_queues * x * 1e6, rel=1e-12)
+    assert r.iops == pytest.approx(predicted["iops"], rel=0.02)
+    assert r.lat_ns.mean() / 1e3 == pytest.approx(predicted["lat_mean_us"], rel=0.02)
