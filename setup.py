@@ -17,6 +17,8 @@ HOT = [
     "vsim/models/disk.py",
     "vsim/models/guest.py",
     "vsim/models/monitor.py",
+    "vsim/models/polling.py",
+    "vsim/models/queue.py",
     "vsim/models/syscalls.py",
     "vsim/models/virtqueue.py",
 ]

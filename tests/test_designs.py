@@ -11,8 +11,7 @@ import pytest
 import vsim
 from vsim import ConfigError, Scenario, Workload, design, simulate
 from vsim.demands import mva_point
-from vsim.models.cpu import POLL_START_US, Cpu, Thread
-from vsim.models.monitor import Registry
+from vsim.models.polling import POLL_START_US, adjust_poll_us
 from vsim.profile import Profile, derived, load_profile, synthetic_profile
 from vsim.results import CPU_METRICS
 from vsim.scenario import Design
@@ -106,12 +105,31 @@ def test_batched_submission_is_one_io_submit_per_drained_batch(local) -> None:  
     p = per_request.counters
     assert p["submit_calls"] == pytest.approx(p["iothread.requests"], abs=1)  # (see below)
     assert p["submit_calls"] > 1.1 * p["iothread.drains"]
-    # One call per drained ring: each handler pass pops until the ring is empty, then makes
-    # one call for all it popped: as many calls as drains, fewer than requests.
+    # One call per drained ring: each handler pass pops until the ring is empty with kicks
+    # re-enabled, then makes one call for all it popped: as many calls as drains, fewer than
+    # requests.
     c = batched.counters
     # (counted from the warm-up's end: a pass may straddle it, so within one)
     assert c["submit_calls"] == pytest.approx(c["iothread.drains"], abs=1)
     assert c["submit_calls"] < 0.9 * c["iothread.requests"]
+
+
+def test_linux_aio_submits_early_at_its_batch_cap(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """A slow pop (10 us) and a fast disk with a channel per request let the requests pile up
+    in the ring: QEMU's linux-aio submits at 32 (aio-max-batch), so no call carries more than
+    32."""
+    disk = {
+        "model": "fixed",
+        "service_us": derived({"value": 20.0}),
+        "channels": derived({"value": 64}),
+    }
+    prof = make_profile(costs={"pop": {"dist": "fixed", "value_us": 10.0}}, disk=disk)
+    capped = _run("virtio-blk-batched", prof, iodepth=64)
+    free = _run("virtio-blk-batched", prof, iodepth=64, submit_max=0)
+    c, f = capped.counters, free.counters
+    assert c["submit_batch_max"] == 32
+    assert f["submit_batch_max"] > 32  # uncapped, batches pass 32
+    assert f["submit_calls"] == pytest.approx(f["iothread.drains"], abs=1)
 
 
 def test_deferred_signalling_interrupts_less_than_once_per_io(local) -> None:  # type: ignore[no-untyped-def]
@@ -158,18 +176,14 @@ def test_a_worker_per_queue_serves_only_its_queue(local) -> None:  # type: ignor
 
 
 def test_adaptive_polling_grows_from_4us_and_drops_past_the_ceiling() -> None:
-    stats = Registry()
-    t = Thread(None, "t", [Cpu(0, stats)], None, 0.0, {}, stats)  # type: ignore[arg-type]
-    t.poll_max_us = 32.768
-    seen = []
+    poll, seen = 0.0, []
     for block in (10.0, 10.0, 20.0, 30.0, 32.5):
-        t._adjust_poll(block)
-        seen.append(t.poll_us)
+        poll = adjust_poll_us(poll, block, 32.768)
+        seen.append(poll)
     assert seen == [POLL_START_US, 8.0, 16.0, 32.0, 32.768]
-    t._adjust_poll(5.0)  # within the poll time: the sweet spot, unchanged
-    assert t.poll_us == 32.768
-    t._adjust_poll(40.0)  # past the ceiling: poll-shrink 0 drops it to 0
-    assert t.poll_us == 0.0
+    assert adjust_poll_us(32.768, 5.0, 32.768) == 32.768  # the sweet spot: unchanged
+    assert adjust_poll_us(32.768, 40.0, 32.768) == 0.0  # past the ceiling: poll-shrink 0
+    assert adjust_poll_us(8.0, 32.768, 32.768) == 8.0  # at the ceiling: neither rule applies
 
 
 def test_adaptive_polling_trades_cpu_for_latency(make_profile) -> None:  # type: ignore[no-untyped-def]

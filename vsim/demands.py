@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from vsim.analytic import Station, mva
+from vsim.models.queue import irq_vcpu, queue_of, used_queues
 from vsim.profile import Profile
 from vsim.scenario import Scenario
 
@@ -31,15 +32,15 @@ def disk_demand_us(profile: Profile, scenario: Scenario) -> tuple[float, int]:
 
 def queue_shares(scenario: Scenario, vcpus: int) -> tuple[list[float], list[float], int]:
     """(share of the I/Os each vCPU submits, share each queue carries, queues the guest uses):
-    job i runs on vCPU i mod vcpus, vCPU v submits to queue v mod min(queues, vcpus)."""
+    job i runs on vCPU i mod vcpus, the vCPUs map onto queues as vsim.models.queue says."""
     w = scenario.workload
-    used = min(scenario.design.queues, vcpus)
+    used = used_queues(scenario.design.queues, vcpus)
     on_vcpu = [0.0] * vcpus
     for i in range(w.numjobs):
         on_vcpu[i % vcpus] += 1.0 / w.numjobs
     on_queue = [0.0] * scenario.design.queues
     for v, share in enumerate(on_vcpu):
-        on_queue[v % used] += share
+        on_queue[queue_of(v, vcpus, used)] += share
     return on_vcpu, on_queue, used
 
 
@@ -74,10 +75,10 @@ def chain_demands(profile: Profile, scenario: Scenario) -> tuple[dict[str, list[
     out: dict[str, list[float]] = {}
     for v in range(vcpus):
         per = [0.0] * used
-        q = v % used
+        q = queue_of(v, vcpus, used)
         per[q] += submit_guest * (on_vcpu[v] / on_queue[q] if on_queue[q] else 0.0)
-        if v < used:
-            per[v] += complete_guest
+        if irq_vcpu(q, vcpus, used) == v:
+            per[q] += complete_guest
         out[f"vcpu{v}" if vcpus > 1 else "vcpu"] = per
     wake = []
     idle = profile.cpu["wakeup_idle"].mean
@@ -131,8 +132,11 @@ def mva_point(profile: Profile, scenario: Scenario) -> dict[str, float]:
     slat = profile.cost("guest_submit", "guest").mean + profile.cost("kick", "guest").mean
     per, channels = chain_demands(profile, scenario)
     vcpus = scenario.guest_vcpus or profile.guest_vcpus
-    used = min(scenario.design.queues, vcpus)
-    jobs = [sum(1 for i in range(w.numjobs) if (i % vcpus) % used == q) for q in range(used)]
+    used = used_queues(scenario.design.queues, vcpus)
+    jobs = [
+        sum(1 for i in range(w.numjobs) if queue_of(i % vcpus, vcpus, used) == q)
+        for q in range(used)
+    ]
     own = all(
         sum(1 for d in ds if d > 0) <= 1
         for name, ds in per.items()

@@ -20,7 +20,7 @@ from vsim.models.dists import sampler
 from vsim.models.guest import FioJob, Vcpu
 from vsim.models.monitor import Registry
 from vsim.models.placement import placer
-from vsim.models.queue import DeviceQueue, TagWait, indexed
+from vsim.models.queue import DeviceQueue, TagWait, indexed, irq_vcpu, queue_of, used_queues
 from vsim.models.syscalls import Costs
 from vsim.models.virtqueue import Virtqueue
 from vsim.precision import BATCHES, batch_means, mser5, rate_interval
@@ -243,15 +243,16 @@ class _Model:
         )
         active = stats.level("guest.active")
         jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
-        # Linux's virtio-blk uses min(queues, vCPUs) queues (init_vq); blk-mq maps vCPU v to
-        # queue v mod that, and the first vCPU of a queue takes its interrupts.
-        self.used_queues = used = min(d.queues, vcpus)
+        # The guest's queues as Linux's virtio-blk and blk-mq map them (vsim.models.queue).
+        self.used_queues = used = used_queues(d.queues, vcpus)
+        takes = {irq_vcpu(q, vcpus, used): q for q in range(used)}
         self.vcpus = []
         for i, at in enumerate(guest_at):
             t = Thread(env, f"vcpu{i}", cpus, at, prof.guest_halt_poll_us, latency, stats)
             mine = jobs[i::vcpus]
-            handles = [queues[i]] if i < used else []
-            self.vcpus.append(Vcpu(t, mine, queues[i % used], handles, costs, rec.record))
+            handles = [queues[takes[i]]] if i in takes else []
+            own = queues[queue_of(i, vcpus, used)]
+            self.vcpus.append(Vcpu(t, mine, own, handles, costs, rec.record))
         procs = list(zip(self.threads, self.backend.processes(), strict=True))
         procs += [(v.thread, v.run()) for v in self.vcpus]
         # The scheduler's placement, first: the threads start where its first pattern puts them.
@@ -331,6 +332,7 @@ class _Model:
         base = self.base_counts
         counters = {k: v - base.get(k, 0) for k, v in self.counts().items()}
         counters["queues_used"] = self.used_queues
+        counters["submit_batch_max"] = self.backend.largest_batch  # (the whole run's)
         eid = getattr(self.env, "_eid", None)
         return Result(
             scenario=self.scenario,

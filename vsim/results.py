@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vsim.fio import fio_json, latency_summary, percentile_key
-from vsim.models.queue import indexed
+from vsim.models.queue import indexed, irq_vcpu
 from vsim.scenario import Scenario
 
 __all__ = [
@@ -210,11 +210,12 @@ class Result:
         names = d.thread_names
         reapers = sorted({c for _, c in served})
         out = {"disk": lv["disk.queue"]}
+        vcpus, used = self.guest_vcpus, self.counters.get("queues_used", 1)
         for q, (s, _) in enumerate(served):
             vq = indexed("virtqueue", q, d.queues)
             out[names[s]] = out.get(names[s], 0.0) + lv[f"{vq}.avail"]
-            if q < self.counters.get("queues_used", 1):
-                out[f"vcpu{q}"] = lv[f"{vq}.used"]
+            if q < used:
+                out[f"vcpu{irq_vcpu(q, vcpus, used)}"] = lv[f"{vq}.used"]
         for i, c in enumerate(reapers):
             out[names[c]] = (
                 out.get(names[c], 0.0) + lv[indexed("aio", i, len(reapers)) + ".completed"]

@@ -144,6 +144,9 @@ class Design:
     context: "user" (a QEMU thread: operations are syscalls) or "kernel" (vhost: in-kernel calls).
     signal: "per-completion" (one notification per used entry) or "batched" (one per reaped batch).
     submit_batch: one io_submit call for all popped requests (True) or one call per request (False).
+    submit_max: with submit_batch, submit at once when this many are popped (0: no cap);
+      QEMU's linux-aio submits early at aio-max-batch, default 32 (DEFAULT_MAX_BATCH in
+      block/linux-aio.c, laio_do_submit).
     poll_us: busy-poll this long before blocking (a fixed poll time, in microseconds).
     poll_max_us: adaptive polling as QEMU's AioContext does it, with this ceiling (poll-max-ns
       / 1000): the poll time starts at 0, becomes 4 us and doubles while an event arrives within
@@ -158,6 +161,7 @@ class Design:
     context: Context = "user"
     signal: Signal = "per-completion"
     submit_batch: bool = False
+    submit_max: int = 0
     poll_us: float = 0.0
     poll_max_us: float = 0.0
     cpus: tuple[int | None, ...] | None = None
@@ -181,6 +185,9 @@ class Design:
             raise ConfigError(f"{where}: context must be user or kernel")
         if self.signal not in ("per-completion", "batched"):
             raise ConfigError(f"{where}: signal must be per-completion or batched")
+        m = self.submit_max
+        if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= MAX_IODEPTH:
+            raise ConfigError(f"{where}: submit_max must be within 0..{MAX_IODEPTH}, got {m!r}")
         for key in ("poll_us", "poll_max_us"):
             v = getattr(self, key)
             if not 0 <= v < math.inf:
@@ -251,6 +258,13 @@ class Design:
         return tuple(out)
 
 
+# QEMU's defaults: linux-aio submits early at 32 queued requests (DEFAULT_MAX_BATCH,
+# block/linux-aio.c); an IOThread polls adaptively up to 32768 ns (IOTHREAD_POLL_MAX_NS_DEFAULT,
+# iothread.c).
+LAIO_MAX_BATCH = 32
+IOTHREAD_POLL_MAX_US = 32.768
+
+
 def _round_robin(n: int, m: int) -> tuple[tuple[int, ...], ...]:
     return tuple((q % m,) for q in range(n))
 
@@ -267,7 +281,11 @@ DESIGNS: dict[str, Design] = {
     # are submitted in one io_submit (blk_io_plug/unplug, now defer_call_begin/end) and the
     # completions of one batch are notified once (defer_call around virtio_notify_irqfd, 8.2+).
     "virtio-blk-batched": Design(
-        name="virtio-blk-batched", context="user", signal="batched", submit_batch=True
+        name="virtio-blk-batched",
+        context="user",
+        signal="batched",
+        submit_batch=True,
+        submit_max=LAIO_MAX_BATCH,
     ),
     # The same with the IOThread's default adaptive polling: poll-max-ns 32768 on x86
     # (IOTHREAD_POLL_MAX_NS_DEFAULT, iothread.c).
@@ -276,7 +294,8 @@ DESIGNS: dict[str, Design] = {
         context="user",
         signal="batched",
         submit_batch=True,
-        poll_max_us=32.768,
+        submit_max=LAIO_MAX_BATCH,
+        poll_max_us=IOTHREAD_POLL_MAX_US,
     ),
     # QEMU 9.0's iothread-vq-mapping: 4 virtqueues round-robin over 2 IOThreads, each as above.
     "iothread-vq-mapping": Design(
@@ -287,7 +306,8 @@ DESIGNS: dict[str, Design] = {
         context="user",
         signal="batched",
         submit_batch=True,
-        poll_max_us=32.768,
+        submit_max=LAIO_MAX_BATCH,
+        poll_max_us=IOTHREAD_POLL_MAX_US,
     ),
     # vhost-blk with one kernel worker per virtqueue (the 2022 revival on the 2023 multi-worker
     # vhost: VHOST_NEW_WORKER / VHOST_ATTACH_VRING_WORKER), 4 queues.
@@ -317,9 +337,10 @@ class Scenario:
 
     guest_cpus: host CPU of each guest vCPU thread, or None to let the scheduler place them.
     guest_vcpus: the guest's vCPUs, or None for the profile's. The guest's fio jobs run on them
-      in turn (job i on vCPU i mod guest_vcpus) and, as Linux's virtio-blk driver maps blk-mq
-      hardware queues, uses min(queues, guest_vcpus) virtqueues, vCPU v submitting to queue
-      v mod that and the first vCPU of each queue taking its interrupts.
+      in turn (job i on vCPU i mod guest_vcpus) and, as Linux's virtio-blk driver and blk-mq
+      map hardware queues, it uses min(queues, guest_vcpus) virtqueues, contiguous groups of
+      vCPUs on each and the first vCPU of a group taking its queue's interrupts
+      (vsim.models.queue).
     """
 
     workload: Workload = field(default_factory=Workload)

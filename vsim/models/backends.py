@@ -74,8 +74,10 @@ class Backend:
         ]
         self.submit_calls = 0
         self.reap_calls = 0
+        self.largest_batch = 0  # the most requests one io_submit carried
         self.requests = [0] * len(threads)  # per thread: requests it popped
-        self.drains = [0] * len(threads)  # per thread: ring drains that found requests
+        # per thread: passes that popped requests until the ring was empty
+        self.drains = [0] * len(threads)
 
     def processes(self) -> list[Proc]:
         """The SimPy processes of the backend's threads, in thread order."""
@@ -127,55 +129,81 @@ class Backend:
         self, k: int, t: Thread, q: DeviceQueue, carry: float, poll: bool
     ) -> Generator[simpy.Event | float, Any, float]:
         """Pop and submit until the ring is empty with notifications re-enabled (a poller
-        leaves them off: until it is empty). The first pop and io_submit since the thread woke
-        on an idle CPU run cold (pop_cold, submit_cold)."""
+        leaves them off: until it is empty); batched, one io_submit per drain, or per
+        submit_max requests. The first pop and io_submit since the thread woke on an idle CPU
+        run cold (pop_cold, submit_cold)."""
         c = self.costs
         env = self.env
         vq = q.vq
         reaper = self._reaper_of[q.index]
         cold, t.cold = t.cold, False
+        if self.design.submit_batch:
+            # QEMU's virtio_blk_handle_vq inside defer_call_begin/end: pop until the ring is
+            # empty with kicks re-enabled (a poller leaves them off), queueing the requests;
+            # linux-aio submits them in one io_submit at defer_call_end, or early once
+            # submit_max are queued (laio_do_submit).
+            cap = self.design.submit_max or vq.size
+            batch: list[IO] = []
+            popped = False
+            while True:
+                io = vq.pop()
+                if io is None:
+                    if poll or vq.enable_notify():
+                        break
+                    continue
+                yield carry + c.pop() + (c.pop_cold() if cold and not popped else 0.0)
+                carry = 0.0
+                popped = True
+                io.t_pop = env.now
+                batch.append(io)
+                if len(batch) == cap:
+                    yield from self._submit(k, t, q, reaper, batch, cold)
+                    cold = False
+                    batch = []
+            if batch:
+                yield from self._submit(k, t, q, reaper, batch, cold)
+            if popped:
+                self.drains[k] += 1
+            return carry
         while True:
-            if self.design.submit_batch:
-                batch: list[IO] = []
-                while (io := vq.pop()) is not None:
-                    yield carry + c.pop() + (c.pop_cold() if cold and not batch else 0.0)
-                    carry = 0.0
-                    io.t_pop = env.now
-                    batch.append(io)
-                if batch:
-                    self.drains[k] += 1
-                    self.requests[k] += len(batch)
-                    held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
-                    inside += c.submit_cold() if cold else 0.0
-                    cold = False
-                    if t.lock is None:
-                        yield held + inside
-                    else:
-                        yield from t.syscall(held, inside)
-                    self.submit_calls += 1
-                    for io in batch:
-                        self._to_disk(io, q, reaper)
-            else:
-                popped = 0
-                while (io := vq.pop()) is not None:
-                    popped += 1
-                    self.requests[k] += 1
-                    t_pop = env.now + carry + c.pop() + (c.pop_cold() if cold else 0.0)
-                    held = t_pop - env.now + c.submit_call()
-                    inside = c.submit_iocb() + (c.submit_cold() if cold else 0.0)
-                    cold = False
-                    if t.lock is None:
-                        yield held + inside
-                    else:
-                        yield from t.syscall(held, inside)
-                    carry = 0.0
-                    io.t_pop = t_pop
-                    self.submit_calls += 1
-                    self._to_disk(io, q, reaper)
-                if popped:
-                    self.drains[k] += 1
+            popped_n = 0
+            while (io := vq.pop()) is not None:
+                popped_n += 1
+                self.requests[k] += 1
+                t_pop = env.now + carry + c.pop() + (c.pop_cold() if cold else 0.0)
+                held = t_pop - env.now + c.submit_call()
+                inside = c.submit_iocb() + (c.submit_cold() if cold else 0.0)
+                cold = False
+                if t.lock is None:
+                    yield held + inside
+                else:
+                    yield from t.syscall(held, inside)
+                carry = 0.0
+                io.t_pop = t_pop
+                self.submit_calls += 1
+                self.largest_batch = 1
+                self._to_disk(io, q, reaper)
+            if popped_n:
+                self.drains[k] += 1
             if (not vq.avail) if poll else vq.enable_notify():
                 return carry
+
+    def _submit(
+        self, k: int, t: Thread, q: DeviceQueue, reaper: _Reaper, batch: list[IO], cold: bool
+    ) -> Generator[simpy.Event | float, Any, None]:
+        """One io_submit of `batch` (cold: the first since the thread woke on an idle CPU)."""
+        c = self.costs
+        held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
+        inside += c.submit_cold() if cold else 0.0
+        if t.lock is None:
+            yield held + inside
+        else:
+            yield from t.syscall(held, inside)
+        self.submit_calls += 1
+        self.requests[k] += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for io in batch:
+            self._to_disk(io, q, reaper)
 
     def _to_disk(self, io: IO, q: DeviceQueue, reaper: _Reaper) -> None:
         io.t_sub = self.env.now

@@ -13,6 +13,7 @@ from simpy.events import NORMAL
 
 from vsim.kernel import LeanProcess, Proc
 from vsim.models.monitor import Busy, Level, Registry
+from vsim.models.polling import adjust_poll_us
 
 __all__ = [
     "Cpu",
@@ -66,10 +67,6 @@ class Notifier:
         n, self.count = self.count, 0
         return n
 
-
-# The first poll time of QEMU's adaptive polling ("start polling at 4 microseconds",
-# adjust_polling_time in util/aio-posix.c).
-POLL_START_US = 4.0
 
 # CPython's default switch interval (sys.getswitchinterval() = 0.005 s unless changed:
 # docs.python.org/3/library/sys.html#sys.setswitchinterval; DEFAULT_INTERVAL in
@@ -302,7 +299,8 @@ class Thread:
     # -- blocking ----------------------------------------------------------------------------
     def wait(self, fds: Sequence[Notifier]) -> Proc:
         """Block (after polling, if configured) until one of fds has a pending count. An
-        adaptive poller (poll_max_us > 0) then adjusts its poll time to how long it waited."""
+        adaptive poller (poll_max_us > 0) then adjusts its poll time to how long it waited
+        (vsim.models.polling)."""
         for fd in fds:
             if fd.count:
                 self.wakeups["none"] += 1
@@ -328,7 +326,7 @@ class Thread:
                 yield env.timeout(self._latency["poll_detect"]())
                 self.polling.set(0, env.now)  # spinning until it saw the event
                 if self.poll_max_us:
-                    self._adjust_poll(env.now - t0)
+                    self.poll_us = adjust_poll_us(self.poll_us, env.now - t0, self.poll_max_us)
                 return
             self.polling.set(0, env.now)
             self._ev = ev = env.event()
@@ -341,20 +339,7 @@ class Thread:
         if self.lock is not None:
             yield from self._take_lock()
         if self.poll_max_us:
-            self._adjust_poll(env.now - t0)
-
-    def _adjust_poll(self, block_us: float) -> None:
-        """QEMU's adjust_polling_time (util/aio-posix.c): keep the poll time when the event
-        came within it; drop it to 0 when the wait passed the ceiling (poll-shrink 0); else
-        grow it (to 4 us from 0, then x2, poll-grow 0 meaning 2), capped at the ceiling."""
-        if block_us <= self.poll_us:
-            return
-        if block_us > self.poll_max_us:
-            self.poll_us = 0.0
-        elif self.poll_us < self.poll_max_us:
-            self.poll_us = min(
-                2 * self.poll_us if self.poll_us else POLL_START_US, self.poll_max_us
-            )
+            self.poll_us = adjust_poll_us(self.poll_us, env.now - t0, self.poll_max_us)
 
     def _take_lock(self) -> Proc:
         lock = self.lock

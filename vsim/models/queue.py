@@ -15,6 +15,9 @@ __all__ = [
     "DeviceQueue",
     "TagWait",
     "indexed",
+    "irq_vcpu",
+    "queue_of",
+    "used_queues",
 ]
 
 
@@ -22,6 +25,25 @@ def indexed(name: str, i: int, n: int) -> str:
     """The name of the i-th of n like things: `name` alone when there is one ("virtqueue"),
     else numbered from 0 ("virtqueue0", "virtqueue1", ...)."""
     return name if n == 1 else f"{name}{i}"
+
+
+def used_queues(queues: int, vcpus: int) -> int:
+    """The virtqueues the guest uses: Linux's virtio-blk asks for min(num_queues, nr_cpu_ids)
+    (init_vq in drivers/block/virtio_blk.c)."""
+    return min(queues, vcpus)
+
+
+def queue_of(vcpu: int, vcpus: int, used: int) -> int:
+    """The queue vCPU `vcpu` submits to: blk-mq spreads contiguous groups of CPUs evenly over
+    the hardware queues (group_cpus_evenly, which the managed MSI-X affinity and, since Linux
+    6.2, blk_mq_map_queues use): CPUs 0..V/Q-1 on queue 0, and so on."""
+    return vcpu * used // vcpus
+
+
+def irq_vcpu(queue: int, vcpus: int, used: int) -> int:
+    """The vCPU that takes the queue's interrupts: the first of its group (the lowest CPU of
+    the vector's affinity mask)."""
+    return next(v for v in range(vcpus) if queue_of(v, vcpus, used) == queue)
 
 
 class TagWait:

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vsim.errors import ConfigError
+from vsim.models.polling import adjust_poll_us
 from vsim.reference.engine import Completion, IoEngine, IoRequest
 from vsim.reference.guestmem import (
     CTL_ABORT,
@@ -225,12 +226,27 @@ class Backend:
                 ep.register(self.engine.completion_fd, select.EPOLLIN)
             cq_fd, kick_fd, stop_fd = self.engine.completion_fd, self.kick_fd, self._stop_fd
             tc = self._tc[me]
+            adaptive_max = self.design.poll_max_us
+            poll_us = 0.0  # the adaptive poll time (QEMU's starts at 0)
             while not self._stopping:
                 if self._poll_ns:
                     self._poll(me, serve_avail, serve_cq)
                     if self._stopping:
                         return
-                for fd, _ in ep.poll():
+                if adaptive_max:
+                    t0 = time.monotonic_ns()
+                    caught = poll_us > 0 and self._poll_once(me, serve_avail, serve_cq, poll_us)
+                    if self._stopping:
+                        return
+                    if caught:
+                        block_us = (time.monotonic_ns() - t0) / 1000
+                        poll_us = adjust_poll_us(poll_us, block_us, adaptive_max)
+                        continue
+                events = ep.poll()
+                if adaptive_max:
+                    block_us = (time.monotonic_ns() - t0) / 1000
+                    poll_us = adjust_poll_us(poll_us, block_us, adaptive_max)
+                for fd, _ in events:
                     if fd == kick_fd:
                         tc["kicks"] += eventfd_drain(kick_fd)
                         tc["kick_wakeups"] += 1
@@ -267,6 +283,31 @@ class Backend:
                     device.disable_notify()  # a request slipped in: keep polling
                     continue
                 return
+
+    def _poll_once(self, me: int, serve_avail: bool, serve_cq: bool, poll_us: float) -> bool:
+        """Spin up to ``poll_us`` for work and serve what it finds (True), or give up with
+        kicks re-enabled (False): one poll of QEMU's adaptive polling (aio_poll)."""
+        now, device, engine = time.monotonic_ns, self.device, self.engine
+        if serve_avail:
+            device.disable_notify()  # no kicks while we poll
+        deadline = now() + int(poll_us * 1000)
+        while not self._stopping:
+            avail = serve_avail and device.has_avail()
+            done = serve_cq and engine.pending()
+            if avail or done:
+                self._tc[me]["poll_hits"] += 1
+                if serve_avail:
+                    self._serve_avail(me, notify=True)  # re-enables kicks when it drains
+                if done:
+                    eventfd_drain(engine.completion_fd)
+                    self._serve_completions(me)
+                return True
+            if now() >= deadline:
+                if serve_avail and not device.enable_notify():
+                    device.disable_notify()  # a request slipped in: keep polling
+                    continue
+                return False
+        return False
 
     # -- the two halves of the device ------------------------------------------------------
 
