@@ -272,6 +272,32 @@ def test_self_validation_gains(validation: Validation) -> None:
     assert (g["gain_meas_pct"] < g["gain_hi_pct"]).all()
 
 
+def test_gains_cover_every_design_over_the_baseline(tmp_path: Path) -> None:
+    """A dataset with three designs: each non-baseline design gets its own gain rows."""
+    prof = _profile()
+    lines = ["file,design,repeat,calibration"]
+    names = ("virtio-blk", "vhost-blk", "virtio-blk-batched")
+    for d in names:
+        for r in range(2):
+            w = Workload(rw="randread", bs=4096, iodepth=4, number_ios=300)
+            res = simulate(
+                Scenario(workload=w, design=design(d), profile="test"), 100 + r, profile=prof
+            )
+            (tmp_path / f"{d}-r{r}.json").write_text(res.fio_json_text(), encoding="utf-8")
+            lines.append(f"{d}-r{r}.json,{d},{r},False")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    v = validate(prof, load_measured(tmp_path), seed=1, ios=300)
+    g = v.gains.set_index("design")
+    assert list(g.index) == ["vhost-blk", "virtio-blk-batched"]
+    t = v.table.set_index("design")
+    for d in g.index:
+        pred = 100 * (t.at[d, "iops_pred"] / t.at["virtio-blk", "iops_pred"] - 1)
+        assert g.at[d, "gain_pred_pct"] == pytest.approx(pred)
+        assert bool(g.at[d, "paired"])
+    assert "## Gains over virtio-blk (IOPS)" in v.to_markdown()
+    assert "virtio-blk-batched" in v.summary()
+
+
 def test_headline_excludes_calibration_points(validation: Validation) -> None:
     h = validation.headline.set_index(["subset", "metric"])
     held = validation.table[~validation.table["calibration"]]

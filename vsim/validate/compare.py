@@ -71,7 +71,7 @@ TARGETS = {
     "lat_p99_us": 15.0,
     "gain": 4.0,
 }
-BASELINE, CONTENDER = "virtio-blk", "vhost-blk"
+BASELINE = "virtio-blk"  # the gains are every other design over this one
 DEFAULT_IOS = 20_000
 HEADLINE_COLUMNS = [
     "subset",
@@ -250,7 +250,8 @@ class Validation:
     lat: ``k_demerit_us`` / ``_pct`` over p <= 1, ``k_demerit99_*`` over
     p <= 0.99, the same for ``k_noise*`` (the noise floor) and ``k_demerit_ratio`` /
     ``k_demerit99_ratio`` = demerit / noise floor). ``gains``: per point without the design,
-    the contender-over-baseline IOPS gain measured (with CI) and predicted, ``gain_err_pp``.
+    the IOPS gain of every other design (``design``) over the baseline measured (with CI) and
+    predicted, ``gain_err_pp``.
     ``headline``: per subset (held-out, calibration) and metric: ``n`` conclusive points (CI
     within :data:`CONCLUSIVE_PCT`), ``n_inconclusive``, the median and worst absolute error of
     the conclusive ones, the ``target`` and ``n_ok`` (conclusive points within it), and
@@ -268,8 +269,7 @@ class Validation:
     measured: MeasuredSet = field(repr=False)
     predicted: dict[int, Result] = field(repr=False)  # table row -> its simulated Result
     members: dict[int, list[int]] = field(repr=False)  # table row -> measured rows (repeats)
-    baseline: str = BASELINE  # the gains are contender over baseline
-    contender: str = CONTENDER
+    baseline: str = BASELINE  # the gains are every other design over this one
     conclusive_pct: float = CONCLUSIVE_PCT
 
     def summary(self) -> str:
@@ -470,68 +470,85 @@ def _compare(
 
 
 def _gains(table: pd.DataFrame, pts: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Per point without the design, the IOPS gain of every other design measured there over
+    the baseline (virtio-blk), measured (with its CI) and predicted."""
     rows = []
     for key, grp in table.groupby(list(GAIN_KEYS), sort=False):
         by = {str(r["design"]): r for _, r in grp.iterrows()}
-        if BASELINE not in by or CONTENDER not in by:
+        if BASELINE not in by:
             continue
         point = dict(zip(GAIN_KEYS, key, strict=True))
         sel = (pts[list(GAIN_KEYS)] == pd.Series(point)).all(axis=1)
-        iops = {
-            d: pts.loc[sel & (pts["design"] == d)].set_index("repeat")["iops"]
-            for d in (BASELINE, CONTENDER)
-        }
-        b, c = iops[BASELINE], iops[CONTENDER]
-        paired = (
-            b.index.is_unique
-            and c.index.is_unique
-            and len(b) >= 2
-            and set(b.index) == set(c.index)
-            and bool((pts.loc[sel, "source"] != "summary").all())
-        )
-        if paired:  # repeat i of both designs ran back to back (vsim measure interleaves them)
-            ci = paired_gain_ci(b.sort_index().to_numpy(), c.sort_index().to_numpy(), level)
-        else:
-            ci = gain_ci(b.to_numpy(), c.to_numpy(), level)
-        pred = 100.0 * (by[CONTENDER]["iops_pred"] / by[BASELINE]["iops_pred"] - 1.0)
-        decisive = not math.isnan(ci.low) and (ci.low > 0 or ci.high < 0)
-        rows.append(
-            {
-                **point,
-                "calibration": bool(by[BASELINE]["calibration"] and by[CONTENDER]["calibration"]),
-                "n": ci.n,
-                "paired": paired,
-                "gain_meas_pct": ci.mean,
-                "gain_lo_pct": ci.low,
-                "gain_hi_pct": ci.high,
-                "gain_pred_pct": pred,
-                "gain_err_pp": pred - ci.mean,
-                "gain_in_ci": (ci.low <= pred <= ci.high) if not math.isnan(ci.low) else None,
-                "gain_ci_pp": (ci.high - ci.low) / 2 if not math.isnan(ci.low) else math.nan,
-                "ci_excludes_zero": decisive,
-                "sign_right": bool(np.sign(pred) == np.sign(ci.mean)),
-            }
-        )
-    gains = pd.DataFrame(
-        rows,
-        columns=[
-            *GAIN_KEYS,
-            "calibration",
-            "n",
-            "paired",
-            "gain_meas_pct",
-            "gain_lo_pct",
-            "gain_hi_pct",
-            "gain_pred_pct",
-            "gain_err_pp",
-            "gain_in_ci",
-            "gain_ci_pp",
-            "ci_excludes_zero",
-            "sign_right",
-        ],
-    )
+        b = pts.loc[sel & (pts["design"] == BASELINE)].set_index("repeat")["iops"]
+        from_runs = bool((pts.loc[sel, "source"] != "summary").all())
+        for contender in by:
+            if contender == BASELINE:
+                continue
+            c = pts.loc[sel & (pts["design"] == contender)].set_index("repeat")["iops"]
+            base, row = by[BASELINE], by[contender]
+            rows.append(_gain(point, base, row, contender, b, c, from_runs, level))
+    gains = pd.DataFrame(rows, columns=[*GAIN_KEYS, "design", *_GAIN_COLUMNS])
     gains["gain_in_ci"] = gains["gain_in_ci"].astype("boolean")
     return gains
+
+
+_GAIN_COLUMNS = (
+    "calibration",
+    "n",
+    "paired",
+    "gain_meas_pct",
+    "gain_lo_pct",
+    "gain_hi_pct",
+    "gain_pred_pct",
+    "gain_err_pp",
+    "gain_in_ci",
+    "gain_ci_pp",
+    "ci_excludes_zero",
+    "sign_right",
+)
+
+
+def _gain(
+    point: dict[str, Any],
+    base_row: pd.Series,
+    row: pd.Series,
+    contender: str,
+    b: pd.Series,
+    c: pd.Series,
+    from_runs: bool,
+    level: float,
+) -> dict[str, Any]:
+    """One gain row: `contender`'s IOPS by repeat `c` against the baseline's `b` at one point
+    (from_runs: every measurement is a run, not a summary line)."""
+    paired = (
+        b.index.is_unique
+        and c.index.is_unique
+        and len(b) >= 2
+        and set(b.index) == set(c.index)
+        and from_runs
+    )
+    if paired:  # repeat i of both designs ran back to back (vsim measure interleaves them)
+        ci = paired_gain_ci(b.sort_index().to_numpy(), c.sort_index().to_numpy(), level)
+    else:
+        ci = gain_ci(b.to_numpy(), c.to_numpy(), level)
+    pred = 100.0 * (row["iops_pred"] / base_row["iops_pred"] - 1.0)
+    decisive = not math.isnan(ci.low) and (ci.low > 0 or ci.high < 0)
+    return {
+        **point,
+        "design": contender,
+        "calibration": bool(base_row["calibration"] and row["calibration"]),
+        "n": ci.n,
+        "paired": paired,
+        "gain_meas_pct": ci.mean,
+        "gain_lo_pct": ci.low,
+        "gain_hi_pct": ci.high,
+        "gain_pred_pct": pred,
+        "gain_err_pp": pred - ci.mean,
+        "gain_in_ci": (ci.low <= pred <= ci.high) if not math.isnan(ci.low) else None,
+        "gain_ci_pp": (ci.high - ci.low) / 2 if not math.isnan(ci.low) else math.nan,
+        "ci_excludes_zero": decisive,
+        "sign_right": bool(np.sign(pred) == np.sign(ci.mean)),
+    }
 
 
 def _headline(table: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:

@@ -177,6 +177,7 @@ def _gains_md(g: pd.DataFrame) -> str:
             meas += f" [{_f(r['gain_lo_pct'])}, {_f(r['gain_hi_pct'])}]"
         rows.append(
             [
+                str(r["design"]),
                 str(r["rw"]),
                 str(r["dir"]),
                 str(r["bs"]),
@@ -187,7 +188,8 @@ def _gains_md(g: pd.DataFrame) -> str:
                 _f(r["gain_err_pp"]),
             ]
         )
-    head = ["rw", "dir", "bs", "iodepth", "set", "measured % [CI]", "predicted %", "error pp"]
+    head = ["design", "rw", "dir", "bs", "iodepth", "set", "measured % [CI]", "predicted %"]
+    head.append("error pp")
     return _md(head, rows)
 
 
@@ -199,7 +201,7 @@ _NOTES = """\
   others are counted (and listed below the headline), and "all points" gives both figures
   over every point. `ok` counts the conclusive points whose error is within the target
   (a prediction inside a wide CI is not "ok").
-- gain = IOPS({c}) / IOPS({b}) - 1. Where the two designs' runs pair up by repeat (run i of
+- gain = IOPS(design) / IOPS({b}) - 1. Where the two designs' runs pair up by repeat (run i of
   each measured back to back, as `vsim measure` interleaves them), it is the geometric mean of
   the pair ratios with a Student-t {lv} CI on the mean log ratio: the machine's slow drift
   cancels within a pair. Otherwise the ratio of the mean IOPS, its CI formed on the log ratio
@@ -234,12 +236,10 @@ def markdown(v: Validation, plots: Sequence[str]) -> str:
         *_metric_tables(v),
     ]
     if len(v.gains):
-        out.append(f"## Gain of {v.contender} over {v.baseline} (IOPS)\n\n{_gains_md(v.gains)}")
+        out.append(f"## Gains over {v.baseline} (IOPS)\n\n{_gains_md(v.gains)}")
     if plots:
         out.append("## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots))
-    out.append(
-        "## Notes\n\n" + _NOTES.format(lv=lv, c=v.contender, b=v.baseline, cp=v.conclusive_pct)
-    )
+    out.append("## Notes\n\n" + _NOTES.format(lv=lv, b=v.baseline, cp=v.conclusive_pct))
     return "\n\n".join(out) + "\n"
 
 
@@ -267,9 +267,10 @@ def summary(v: Validation) -> str:
     lines.append(pd.DataFrame(cols).to_string(index=False))
     if len(v.gains):
         g = v.gains
-        lines.append(f"gain {v.contender} over {v.baseline} (%):")
+        lines.append(f"gains over {v.baseline} (%):")
         gt = pd.DataFrame(
             {
+                "design": g["design"],
                 "rw": g["rw"],
                 "dir": g["dir"],
                 "bs": g["bs"],
