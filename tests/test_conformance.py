@@ -53,6 +53,32 @@ def test_littles_law(d, w, seed_profile):  # type: ignore[no-untyped-def]
     assert np.array_equal(r.lat_ns, r.slat_ns + r.clat_ns)
 
 
+@pytest.mark.parametrize("d", PRESETS, ids=IDS[: len(PRESETS)])
+def test_littles_law_on_every_job_of_a_multi_vcpu_guest(d, make_profile):  # type: ignore[no-untyped-def]
+    """Four jobs on four vCPUs (a queue each where the design has them), a CPU for every
+    thread: L = X W for each job (its own time-average I/Os in flight, IOPS and latency), the
+    jobs add up to the whole, and no job is starved."""
+    prof = make_profile(
+        costs={
+            "guest_submit": {"dist": "exponential", "mean_us": 10.0},
+            "pop": {"dist": "exponential", "mean_us": 5.0},
+        },
+        host_cpus=9,
+        vcpus=4,
+    )
+    w = Workload(rw="randread", bs=4096, iodepth=4, numjobs=4, number_ios=2000)
+    r = simulate(Scenario(workload=w, design=d, profile="test"), seed=3, profile=prof)
+    assert r.counters["queues_used"] == min(d.queues, 4)
+    for j in range(4):
+        mine = r.job == j
+        x = int(mine.sum()) / r.elapsed_s
+        little = x * float(r.lat_ns[mine].mean()) / 1e9
+        assert little == pytest.approx(r.levels[f"job{j}.active"], rel=0.02), j
+    total = sum(r.levels[f"job{j}.active"] for j in range(4))
+    assert total == pytest.approx(r.levels["guest.active"])
+    assert r.ios == 4 * 2000 and r.rows()[0]["job_iops_min_pct"] > 90
+
+
 @pytest.mark.parametrize("d", DESIGNS, ids=IDS)
 def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
     """Disk busy fraction = throughput x service time (fixed 100 us disk, one channel)."""

@@ -241,8 +241,11 @@ class _Model:
                 for i in range(len(reapers))
             ],
         )
-        active = stats.level("guest.active")
-        jobs = [FioJob(i, w, rng_for(f"job{i}"), active) for i in range(w.numjobs)]
+        # I/Os between fio's submit start and its reap, per job (guest.active: all of them)
+        jobs = [
+            FioJob(i, w, rng_for(f"job{i}"), stats.level(f"job{i}.active"))
+            for i in range(w.numjobs)
+        ]
         # The guest's queues as Linux's virtio-blk and blk-mq map them (vsim.models.queue).
         self.used_queues = used = used_queues(d.queues, vcpus)
         takes = {irq_vcpu(q, vcpus, used): q for q in range(used)}
@@ -333,6 +336,9 @@ class _Model:
         counters = {k: v - base.get(k, 0) for k, v in self.counts().items()}
         counters["queues_used"] = self.used_queues
         counters["submit_batch_max"] = self.backend.largest_batch  # (the whole run's)
+        levels = self.stats.means(m.t1)
+        jobs = self.scenario.workload.numjobs
+        levels["guest.active"] = sum(levels[f"job{i}.active"] for i in range(jobs))
         eid = getattr(self.env, "_eid", None)
         return Result(
             scenario=self.scenario,
@@ -341,8 +347,9 @@ class _Model:
             slat_ns=m.cols["slat_ns"],
             clat_ns=m.cols["clat_ns"],
             stages=m.cols["stages"],
+            job=m.cols["job"],
             elapsed_s=(m.t1 - m.t0) / 1e6,
-            levels=self.stats.means(m.t1),
+            levels=levels,
             counters=counters,
             events=next(eid) if eid is not None else 0,
             iops_rel_hw=m.iops_ci.rel_halfwidth,

@@ -18,8 +18,8 @@ __all__ = [
 
 CHUNK = 1 << 16  # I/O objects buffered before they are packed into columns
 # The columns' bytes per recorded I/O: write (1), slat_ns and clat_ns (8 + 8), six float32
-# stage offsets (24), t_done (8).
-BYTES_PER_IO = 1 + 8 + 8 + 6 * 4 + 8
+# stage offsets (24), t_done (8), the fio job (2).
+BYTES_PER_IO = 1 + 8 + 8 + 6 * 4 + 8 + 2
 _ROW = attrgetter("t_start", "t_issue", "t_pop", "t_sub", "t_dd", "t_push", "t_done", "write")
 
 
@@ -27,7 +27,8 @@ class Recorder:
     """Collects the I/Os completed in the measured window; memory is BYTES_PER_IO per I/O.
 
     Columns: write (bool), slat_ns and clat_ns (int64), stage offsets (float32 us since the I/O's
-    start at issue, pop, sub, dd, push, done) and t_done (float64 us, for batch means).
+    start at issue, pop, sub, dd, push, done), t_done (float64 us, for batch means) and job
+    (uint16: the fio job's index; MAX_JOBS fits).
     """
 
     def __init__(self, env: simpy.Environment, warm_end: float, capacity: int) -> None:
@@ -46,6 +47,7 @@ class Recorder:
         self.clat_ns = np.zeros(cap, dtype=np.int64)
         self.stages = np.zeros((cap, 6), dtype=np.float32)
         self.t_done = np.zeros(cap, dtype=np.float64)
+        self.job = np.zeros(cap, dtype=np.uint16)
 
     @property
     def count(self) -> int:
@@ -83,7 +85,7 @@ class Recorder:
         need = self.n + k
         if need > len(self.write):
             cap = max(need, 2 * len(self.write))
-            for name in ("write", "slat_ns", "clat_ns", "stages", "t_done"):
+            for name in ("write", "slat_ns", "clat_ns", "stages", "t_done", "job"):
                 old = getattr(self, name)
                 new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
                 new[: self.n] = old[: self.n]
@@ -97,6 +99,7 @@ class Recorder:
         self.clat_ns[sl] = np.rint((tab[:, 6] - tab[:, 1]) * 1000)
         self.stages[sl] = tab[:, 1:7] - start[:, None]
         self.t_done[sl] = tab[:, 6]
+        self.job[sl] = np.fromiter((io.job.index for io in ios), dtype=np.uint16, count=k)
         self.n = need
         self._pending = []
         self._arm()
@@ -133,4 +136,5 @@ class Recorder:
             "clat_ns": self.clat_ns[sl],
             "stages": self.stages[sl],
             "t_done": self.t_done[sl],
+            "job": self.job[sl],
         }

@@ -51,11 +51,13 @@ class Result:
     """One simulated point.
 
     Per-I/O arrays (one entry per I/O completed in the measured window, in completion order):
-    `write` (bool), `slat_ns` and `clat_ns` (int64; lat = slat + clat) and `stages` (float32 us
-    since the I/O's start at each stage of STAGES). `elapsed_s` is the measured window;
-    `levels` holds time-averaged utilisation / queue length of every thread, CPU and the disk;
-    `counters` holds event counts (kicks, interrupts, wake-ups, ...). `wall_s` is the only
-    non-deterministic field and is left out of every serialised form. `extrapolated` is True
+    `write` (bool), `slat_ns` and `clat_ns` (int64; lat = slat + clat), `stages` (float32 us
+    since the I/O's start at each stage of STAGES) and `job` (uint16: the fio job).
+    `elapsed_s` is the measured window; `levels` holds time-averaged utilisation / queue length
+    of every thread, CPU and the disk, and each job's I/Os in flight (`job{i}.active`, summed in
+    `guest.active`); `counters` holds event counts over the measured window (kicks, interrupts,
+    wake-ups, ...). `wall_s` is the only non-deterministic field and is left out of every
+    serialised form. `extrapolated` is True
     when the disk's service at the point's bs is extrapolated beyond the sizes the profile
     measured, for a direction the point uses (see vsim.models.size_curve).
     """
@@ -66,6 +68,7 @@ class Result:
     slat_ns: np.ndarray
     clat_ns: np.ndarray
     stages: np.ndarray
+    job: np.ndarray
     elapsed_s: float
     levels: dict[str, float]
     counters: dict[str, int]
@@ -154,6 +157,7 @@ class Result:
             self.levels.get("guest.tag_wait", 0.0) * self.elapsed_s * 1e6 / len(self.write)
         )
         cpu = self.cpu()  # per point: every direction's row carries the same figures
+        fairness = self.job_iops_min_pct()
         out = []
         for d in self.present_directions():
             m = self.direction(d)
@@ -183,6 +187,7 @@ class Result:
                     row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
                     row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
             row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
+            row["job_iops_min_pct"] = fairness
             row.update(cpu)
             row["tag_wait_mean_us"] = tag_wait_us
             row["iops_hw_pct"] = 100 * self.iops_rel_hw
@@ -221,6 +226,15 @@ class Result:
                 out.get(names[c], 0.0) + lv[indexed("aio", i, len(reapers)) + ".completed"]
             )
         return out
+
+    def job_iops_min_pct(self) -> float:
+        """The slowest fio job's I/Os as % of the mean job's over the measured window (100:
+        every job got the same; fio reports each job apart without group_reporting)."""
+        n = self.scenario.workload.numjobs
+        if n == 1 or not self.ios:
+            return 100.0
+        counts = np.bincount(self.job, minlength=n)
+        return float(100.0 * counts.min() / counts.mean())
 
     @property
     def guest_vcpus(self) -> int:

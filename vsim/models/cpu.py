@@ -68,6 +68,18 @@ class Notifier:
         return n
 
 
+# The host scheduler's time slice: EEVDF's base slice, 0.75 ms scaled by 1 + log2 of the CPUs
+# (at most 8) as SCHED_TUNABLESCALING_LOG does (sysctl_sched_base_slice and
+# get_update_sysctl_factor in kernel/sched/fair.c, Linux 6.6+; CFS's sched_min_granularity
+# before it had the same 0.75 ms and scaling).
+SCHED_BASE_SLICE_US = 750.0
+
+
+def sched_slice_us(host_cpus: int) -> float:
+    """How long a thread may hold a CPU others wait for before the scheduler switches."""
+    return SCHED_BASE_SLICE_US * (1 + int(math.log2(min(max(host_cpus, 1), 8))))
+
+
 # CPython's default switch interval (sys.getswitchinterval() = 0.005 s unless changed:
 # docs.python.org/3/library/sys.html#sys.setswitchinterval; DEFAULT_INTERVAL in
 # Python/ceval_gil.c).
@@ -134,6 +146,7 @@ class Thread:
         "polling",
         "preempts",
         "proc",
+        "slice_us",
         "state",
         "wakeups",
         "waking",
@@ -171,6 +184,7 @@ class Thread:
         self.lock_since = 0.0  # when this thread last began to wait for the lock
         self.preempts = False
         self.proc: LeanProcess | None = None
+        self.slice_us = sched_slice_us(len(cpus))
 
     def pin(self, cpu: Cpu) -> None:
         """Pin the thread to cpu from its next wake-up on (where a scheduler moves a thread)."""
@@ -297,10 +311,48 @@ class Thread:
         self.proc.unsuspend()
 
     # -- blocking ----------------------------------------------------------------------------
+    def should_yield(self) -> bool:
+        """True when this thread has run a whole time slice on a CPU others wait for (queued,
+        or preempted by it): the scheduler would switch to them now."""
+        cpu = self.cpu
+        return (
+            (bool(cpu.waiters) or cpu.preempted is not None)
+            and cpu.holder is self
+            and self.env.now - self.busy.since >= self.slice_us
+        )
+
+    def yield_cpu(self) -> Proc:
+        """Give the CPU to the threads waiting for it and queue for it again, still runnable
+        (a time slice ended): it runs again after them, paying a context switch."""
+        self._ev = ev = self.env.event()
+        self.wakeups["slice"] = self.wakeups.get("slice", 0) + 1
+        self.state = "blocked"
+        self._release()
+        # Runnable, not woken: no wake-up preemption; an idle CPU if one is free, else the
+        # back of this CPU's queue.
+        cpu = self.cpu
+        if not self.pinned and cpu.holder is not None:
+            cpu = next((c for c in self.cpus if c.holder is None), cpu)
+        self.cpu = cpu
+        self.state = "waking"
+        if cpu.holder is None:
+            cpu.holder = self
+            self._fire(ev, 0.0)
+        else:
+            cpu.waiters.append(self)
+            cpu.queue.add(1, self.env.now)
+        yield ev
+        self._running()
+        if self.lock is not None:
+            yield from self._take_lock()
+
     def wait(self, fds: Sequence[Notifier]) -> Proc:
         """Block (after polling, if configured) until one of fds has a pending count. An
         adaptive poller (poll_max_us > 0) then adjusts its poll time to how long it waited
-        (vsim.models.polling)."""
+        (vsim.models.polling). A thread whose time slice ended with others waiting for its
+        CPU yields it first."""
+        if self.should_yield():
+            yield from self.yield_cpu()
         for fd in fds:
             if fd.count:
                 self.wakeups["none"] += 1

@@ -66,7 +66,7 @@ class FioJob:
 
     def __init__(self, index: int, w: Workload, rng: np.random.Generator, active: Level) -> None:
         self.index = index
-        self.active = active  # I/Os between fio's submit start and its reap, all jobs
+        self.active = active  # the job's I/Os between fio's submit start and its reap
         self.w = w
         self.rng = rng
         self.inflight = 0  # submitted and not yet reaped (fio's cur_depth)
@@ -150,6 +150,8 @@ class Vcpu:
         fds = [self.wake] + [q.irq for q in self.handles]
         yield from t.start()
         while True:
+            if t.should_yield():  # (the wait below is skipped while there is work)
+                yield from t.yield_cpu()
             worked = False
             carry = 0.0
             for q in self.handles:
