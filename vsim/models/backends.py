@@ -96,21 +96,18 @@ class Backend:
         completions, then serve what is pending, requests first."""
         c = self.costs
         poll = role == "poll"
-        fds: list[Notifier] = []
+        doors: list[tuple[DeviceQueue, Notifier]] = []  # each queue and what signals it
         for q in mine:
             ring = q.ring if poll else q.kick
             assert ring is not None
-            fds.append(ring)
-        if reaper is not None:
-            fds.append(reaper.aio)
+            doors.append((q, ring))
+        fds = [ring for _, ring in doors] + ([reaper.aio] if reaper is not None else [])
         yield from t.start()
         while True:
             yield from t.wait(fds)
             # A poller did not block: nothing to return from, no eventfd to read.
             carry = 0.0 if poll else c.wait_return()
-            for q in mine:
-                ring = q.ring if poll else q.kick
-                assert ring is not None
+            for q, ring in doors:
                 if ring.count:
                     ring.consume()
                     carry = yield from self._handle_avail(

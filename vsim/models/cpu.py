@@ -177,7 +177,7 @@ class Thread:
         self.polling: Level = stats.level(f"{name}.poll")
         # Waking up: from the signal (or its turn on a busy CPU) until it runs; the CPU leaving
         # its idle state or switching context, time no thread's work uses.
-        self.waking: Level = stats.level(f"{name}.wake")
+        self.waking: Busy = stats.busy(f"{name}.wake")
         self.wakeups = {"idle": 0, "busy": 0, "poll": 0, "none": 0}
         self.cold = False
         self.lock: Lock | None = None
@@ -211,7 +211,10 @@ class Thread:
     def _running(self) -> None:
         self.state = "running"
         now = self.env.now
-        self.waking.set(0, now)
+        w = self.waking
+        if w.on:
+            w.total += now - w.since
+            w.on = False
         b = self.busy
         b.on = True
         b.since = now
@@ -351,7 +354,8 @@ class Thread:
         adaptive poller (poll_max_us > 0) then adjusts its poll time to how long it waited
         (vsim.models.polling). A thread whose time slice ended with others waiting for its
         CPU yields it first."""
-        if self.should_yield():
+        cpu = self.cpu
+        if (cpu.waiters or cpu.preempted is not None) and self.should_yield():
             yield from self.yield_cpu()
         for fd in fds:
             if fd.count:
@@ -472,7 +476,9 @@ class Thread:
         ev._ok = True
         ev._value = None
         env = self.env
-        self.waking.set(1, env._now)
+        w = self.waking
+        w.on = True
+        w.since = env._now
         heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))  # env.schedule
 
     def _choose_cpu(self) -> Cpu:

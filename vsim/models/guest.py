@@ -150,7 +150,8 @@ class Vcpu:
         fds = [self.wake] + [q.irq for q in self.handles]
         yield from t.start()
         while True:
-            if t.should_yield():  # (the wait below is skipped while there is work)
+            cpu = t.cpu  # a time slice ends here too: the wait below is skipped while busy
+            if (cpu.waiters or cpu.preempted is not None) and t.should_yield():
                 yield from t.yield_cpu()
             worked = False
             carry = 0.0
