@@ -269,6 +269,15 @@ def _round_robin(n: int, m: int) -> tuple[tuple[int, ...], ...]:
     return tuple((q % m,) for q in range(n))
 
 
+# The QEMU presets' common base: today's IOThread (virtio-blk-batched, below).
+_QEMU_IOTHREAD = Design(
+    name="virtio-blk-batched",
+    context="user",
+    signal="batched",
+    submit_batch=True,
+    submit_max=LAIO_MAX_BATCH,
+)
+
 DESIGNS: dict[str, Design] = {
     # The seed's one-thread QEMU virtio-blk (aio=native): one userspace I/O thread, one io_submit
     # per request (QEMU 0.15 had no io_plug batching), one irqfd signal per completion.
@@ -280,33 +289,19 @@ DESIGNS: dict[str, Design] = {
     # Today's QEMU IOThread without polling (poll-max-ns=0): the requests one handler run pops
     # are submitted in one io_submit (blk_io_plug/unplug, now defer_call_begin/end) and the
     # completions of one batch are notified once (defer_call around virtio_notify_irqfd, 8.2+).
-    "virtio-blk-batched": Design(
-        name="virtio-blk-batched",
-        context="user",
-        signal="batched",
-        submit_batch=True,
-        submit_max=LAIO_MAX_BATCH,
-    ),
+    "virtio-blk-batched": _QEMU_IOTHREAD,
     # The same with the IOThread's default adaptive polling: poll-max-ns 32768 on x86
     # (IOTHREAD_POLL_MAX_NS_DEFAULT, iothread.c).
-    "qemu-iothread": Design(
-        name="qemu-iothread",
-        context="user",
-        signal="batched",
-        submit_batch=True,
-        submit_max=LAIO_MAX_BATCH,
-        poll_max_us=IOTHREAD_POLL_MAX_US,
+    "qemu-iothread": replace(
+        _QEMU_IOTHREAD, name="qemu-iothread", poll_max_us=IOTHREAD_POLL_MAX_US
     ),
     # QEMU 9.0's iothread-vq-mapping: 4 virtqueues round-robin over 2 IOThreads, each as above.
-    "iothread-vq-mapping": Design(
+    "iothread-vq-mapping": replace(
+        _QEMU_IOTHREAD,
         name="iothread-vq-mapping",
         roles=("both", "both"),
         queues=4,
         mapping=_round_robin(4, 2),
-        context="user",
-        signal="batched",
-        submit_batch=True,
-        submit_max=LAIO_MAX_BATCH,
         poll_max_us=IOTHREAD_POLL_MAX_US,
     ),
     # vhost-blk with one kernel worker per virtqueue (the 2022 revival on the 2023 multi-worker

@@ -57,7 +57,6 @@ class Backend:
         self.env = env
         self.design = design
         self.threads = threads
-        self.queues = queues
         self.disk = disk
         self.costs = costs
         served = design.served()
@@ -132,7 +131,6 @@ class Backend:
         c = self.costs
         env = self.env
         vq = q.vq
-        reaper = self._reaper_of[q.index]
         cold, t.cold = t.cold, False
         if self.design.submit_batch:
             # QEMU's virtio_blk_handle_vq inside defer_call_begin/end: pop until the ring is
@@ -154,11 +152,11 @@ class Backend:
                 io.t_pop = env.now
                 batch.append(io)
                 if len(batch) == cap:
-                    yield from self._submit(k, t, q, reaper, batch, cold)
+                    yield from self._submit(k, t, q, batch, cold)
                     cold = False
                     batch = []
             if batch:
-                yield from self._submit(k, t, q, reaper, batch, cold)
+                yield from self._submit(k, t, q, batch, cold)
             if popped:
                 self.drains[k] += 1
             return carry
@@ -179,14 +177,14 @@ class Backend:
                 io.t_pop = t_pop
                 self.submit_calls += 1
                 self.largest_batch = 1
-                self._to_disk(io, q, reaper)
+                self._to_disk(io, q)
             if popped_n:
                 self.drains[k] += 1
             if (not vq.avail) if poll else vq.enable_notify():
                 return carry
 
     def _submit(
-        self, k: int, t: Thread, q: DeviceQueue, reaper: _Reaper, batch: list[IO], cold: bool
+        self, k: int, t: Thread, q: DeviceQueue, batch: list[IO], cold: bool
     ) -> Generator[simpy.Event | float, Any, None]:
         """One io_submit of `batch` (cold: the first since the thread woke on an idle CPU)."""
         c = self.costs
@@ -200,18 +198,17 @@ class Backend:
         self.requests[k] += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
         for io in batch:
-            self._to_disk(io, q, reaper)
+            self._to_disk(io, q)
 
-    def _to_disk(self, io: IO, q: DeviceQueue, reaper: _Reaper) -> None:
+    def _to_disk(self, io: IO, q: DeviceQueue) -> None:
         io.t_sub = self.env.now
         io.queue = q
-        io.reaper = reaper
         self.disk.submit(io, self._disk_done)
 
     def _disk_done(self, io: IO) -> None:
         io.t_dd = now = self.env.now
-        r = io.reaper
-        assert r is not None
+        assert io.queue is not None
+        r = self._reaper_of[io.queue.index]
         r.cq.append(io)
         r.level.add(1, now)
         r.aio.signal()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -33,7 +32,6 @@ class IO:
         "job",
         "offset",
         "queue",
-        "reaper",
         "size",
         "t_dd",
         "t_done",
@@ -51,7 +49,6 @@ class IO:
         self.offset = offset
         self.size = size
         self.queue: DeviceQueue | None = None  # the device queue it travels (set at submit)
-        self.reaper: Any = None  # the backend's AIO context it completes on (set at submit)
         self.t_start = t_start  # fio starts io_submit
         self.t_issue = 0.0  # io_submit returned (slat end)
         self.t_pop = 0.0  # backend popped it from the available ring
