@@ -125,6 +125,7 @@ ROLES: tuple[Role, ...] = ("both", "submit", "complete", "poll")
 _ROLE_NAMES = {"both": "iothread", "submit": "submitter", "complete": "completer", "poll": "poller"}
 MAX_QUEUES = 65535  # the virtio-pci common configuration's num_queues is a 16-bit field
 MAX_BACKEND_THREADS = 1024  # a bound on the model's size, far beyond any real device's threads
+MAX_VCPUS = 1024  # KVM_MAX_VCPUS on x86 (arch/x86/include/asm/kvm_host.h, Linux 5.15+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,5 +347,6 @@ class Scenario:
 
     def __post_init__(self) -> None:
         v = self.guest_vcpus
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024):
-            raise ConfigError(f"guest_vcpus must be within 1..1024, got {v!r}")
+        bad = isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_VCPUS
+        if v is not None and bad:
+            raise ConfigError(f"guest_vcpus must be within 1..{MAX_VCPUS}, got {v!r}")
