@@ -81,6 +81,21 @@ def test_sweep_mva_and_out_file(capsys, tmp_path: Path):  # type: ignore[no-unty
     assert len(df) == 2 * 2 * 4 and (df.method == "mva").all()
 
 
+def test_sweep_numjobs_and_guest_vcpus_are_factors(capsys, tmp_path: Path):  # type: ignore[no-untyped-def]
+    out = tmp_path / "grid.csv"
+    code, _, err = run(
+        capsys, "sweep", "--design", "iothread-vq-mapping", "--rw", "randread", "--bs", "4k",
+        "--iodepth", "2", "--numjobs", "1,4", "--guest-vcpus", "1,4", "--ios", "300",
+        "--profile", "local", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert sorted(zip(df.numjobs, df.guest_vcpus, strict=True)) == [(1, 1), (1, 4), (4, 1), (4, 4)]
+    assert (df["host_cpu_us_per_io"] > 0).all()
+    code, _, err = run(capsys, "run", "--numjobs", "1,4")
+    assert code == 2 and "--numjobs: cannot read '1,4'" in err
+
+
 def test_json_rows(capsys):  # type: ignore[no-untyped-def]
     code, out, _ = run(
         capsys,

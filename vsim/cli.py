@@ -464,7 +464,8 @@ def _one_int(text: str, flag: str) -> int:
 
 
 def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
-    fields.setdefault("numjobs", _one_int(a.numjobs, "--numjobs"))
+    if "numjobs" not in fields:
+        fields["numjobs"] = _one_int(a.numjobs, "--numjobs")
     return Workload(
         number_ios=a.ios,
         runtime=a.runtime,
