@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 # Columns that split a table into panels when they take more than one value.
-PANEL_KEYS = ("profile", "method", "rw", "bs", "numjobs")
+PANEL_KEYS = ("profile", "method", "rw", "bs", "numjobs", "guest_vcpus")
 REPLICATE_KEYS = ("seed", "repeat")
 
 
@@ -70,7 +70,7 @@ def panel_title(keys: Sequence[str], values: Sequence[Any]) -> str:
         elif k == "method":
             parts.append(METHODS.get(str(v), str(v)))
         else:
-            parts.append(f"{k}={v}" if k in ("rw", "numjobs") else str(v))
+            parts.append(f"{k}={v}" if k in ("rw", "numjobs", "guest_vcpus") else str(v))
     return " ".join(parts)
 
 
