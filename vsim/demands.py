@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from vsim.analytic import Station, mva
@@ -11,6 +12,7 @@ from vsim.profile import Profile
 from vsim.scenario import Scenario
 
 __all__ = [
+    "Chains",
     "chain_demands",
     "disk_demand_us",
     "mva_point",
@@ -30,23 +32,44 @@ def disk_demand_us(profile: Profile, scenario: Scenario) -> tuple[float, int]:
     return f * read + (1 - f) * write, model.channels
 
 
-def queue_shares(scenario: Scenario, vcpus: int) -> tuple[list[float], list[float], int]:
-    """(share of the I/Os each vCPU submits, share each queue carries, queues the guest uses):
-    job i runs on vCPU i mod vcpus, the vCPUs map onto queues as vsim.models.queue says."""
+@dataclass(frozen=True)
+class Chains:
+    """One scenario's network by chain (a chain: the I/Os of one used queue).
+
+    per: per station, the mean demand of one I/O of each chain; channels: the disk's;
+    share: each chain's share of the I/Os; jobs: the fio jobs on each chain; used: the queues
+    the guest uses; on_vcpu: each vCPU's share of the submissions.
+    """
+
+    per: dict[str, list[float]]
+    channels: int
+    share: list[float]
+    jobs: list[int]
+    used: int
+    on_vcpu: list[float]
+
+    def demand(self, name: str) -> float:
+        """Station `name`'s demand per I/O, its chains' weighted by their share."""
+        return sum(self.share[q] * self.per[name][q] for q in range(self.used))
+
+
+def queue_shares(scenario: Scenario, vcpus: int) -> tuple[list[float], list[int], list[float], int]:
+    """(share of the I/Os each vCPU submits, jobs on each queue, share each queue carries,
+    queues the guest uses): job i runs on vCPU i mod vcpus, the vCPUs map onto queues as
+    vsim.models.queue says."""
     w = scenario.workload
     used = used_queues(scenario.design.queues, vcpus)
     on_vcpu = [0.0] * vcpus
+    jobs = [0] * used
     for i in range(w.numjobs):
         on_vcpu[i % vcpus] += 1.0 / w.numjobs
-    on_queue = [0.0] * scenario.design.queues
-    for v, share in enumerate(on_vcpu):
-        on_queue[queue_of(v, vcpus, used)] += share
-    return on_vcpu, on_queue, used
+        jobs[queue_of(i % vcpus, vcpus, used)] += 1
+    return on_vcpu, jobs, [n / w.numjobs for n in jobs], used
 
 
-def chain_demands(profile: Profile, scenario: Scenario) -> tuple[dict[str, list[float]], int]:
-    """Per station, the mean demand of one I/O of each used queue (its chain), and the used
-    queue count. The backend's stations are its threads, the guest's its vCPUs.
+def chain_demands(profile: Profile, scenario: Scenario) -> Chains:
+    """Per station, the mean demand of one I/O of each used queue (its chain). The backend's
+    stations are its threads, the guest's its vCPUs.
 
     What the mapping ignores: kick and interrupt suppression and batched signalling (it charges
     one kick, one interrupt and one wake-up per I/O, exact at iodepth 1 and pessimistic above),
@@ -69,14 +92,14 @@ def chain_demands(profile: Profile, scenario: Scenario) -> tuple[dict[str, list[
     cold = c("pop_cold") + c("submit_cold")  # every wake-up from an idle CPU, as below
     complete = c("reap_call") + c("reap_event") + c("push") + c("signal")
     disk, channels = disk_demand_us(profile, scenario)
-    on_vcpu, on_queue, used = queue_shares(scenario, vcpus)
+    on_vcpu, jobs, share, used = queue_shares(scenario, vcpus)
     names = d.thread_names
     served = d.served()[:used]
     out: dict[str, list[float]] = {}
     for v in range(vcpus):
         per = [0.0] * used
         q = queue_of(v, vcpus, used)
-        per[q] += submit_guest * (on_vcpu[v] / on_queue[q] if on_queue[q] else 0.0)
+        per[q] += submit_guest * (on_vcpu[v] / share[q] if share[q] else 0.0)
         if irq_vcpu(q, vcpus, used) == v:
             per[q] += complete_guest
         out[f"vcpu{v}" if vcpus > 1 else "vcpu"] = per
@@ -95,26 +118,27 @@ def chain_demands(profile: Profile, scenario: Scenario) -> tuple[dict[str, list[
         wake.append(idle + (2 * detect if poll else 2 * idle))
     out["disk"] = [disk] * used
     out["wakeups"] = wake
-    return out, channels
+    return Chains(out, channels, share, jobs, used, on_vcpu)
 
 
 def stations(profile: Profile, scenario: Scenario) -> list[Station]:
     """The closed network for one scenario as one class, with one visit of every step per I/O:
     each station's demand is its chains' demands weighted by their share of the I/Os (exact
     for one queue; with several, an I/O may visit any queue's stations: see mva_point)."""
-    per, channels = chain_demands(profile, scenario)
-    vcpus = scenario.guest_vcpus or profile.guest_vcpus
-    _, share, used = queue_shares(scenario, vcpus)
+    return _stations(chain_demands(profile, scenario))
+
+
+def _stations(ch: Chains) -> list[Station]:
     out = []
-    for name, ds in per.items():
-        demand = sum(share[q] * ds[q] for q in range(used))
+    for name in ch.per:
         if name == "wakeups":
             kind: Any = "delay"
         elif name == "disk":
-            kind = "queue" if channels == 1 else "multi"
+            kind = "queue" if ch.channels == 1 else "multi"
         else:
             kind = "queue"
-        out.append(Station(name, demand, kind, servers=channels if name == "disk" else 1))
+        servers = ch.channels if name == "disk" else 1
+        out.append(Station(name, ch.demand(name), kind, servers=servers))
     return out
 
 
@@ -130,61 +154,47 @@ def mva_point(profile: Profile, scenario: Scenario) -> dict[str, float]:
     w = scenario.workload
     n = w.iodepth * w.numjobs
     slat = profile.cost("guest_submit", "guest").mean + profile.cost("kick", "guest").mean
-    per, channels = chain_demands(profile, scenario)
-    vcpus = scenario.guest_vcpus or profile.guest_vcpus
-    used = used_queues(scenario.design.queues, vcpus)
-    jobs = [
-        sum(1 for i in range(w.numjobs) if queue_of(i % vcpus, vcpus, used) == q)
-        for q in range(used)
-    ]
+    ch = chain_demands(profile, scenario)
     own = all(
         sum(1 for d in ds if d > 0) <= 1
-        for name, ds in per.items()
+        for name, ds in ch.per.items()
         if name not in ("wakeups", "disk")
     )
-    if used > 1 and own and channels >= n:
+    if ch.used > 1 and own and ch.channels >= n:
         x = 0.0
-        for q in range(used):
-            if not jobs[q]:
+        for q in range(ch.used):
+            if not ch.jobs[q]:
                 continue
             chain = [
                 Station(name, ds[q], "delay" if name in ("wakeups", "disk") else "queue")
-                for name, ds in per.items()
+                for name, ds in ch.per.items()
                 if ds[q] > 0
             ]
-            x += float(mva(chain, jobs[q] * w.iodepth).throughput[-1])
+            x += float(mva(chain, ch.jobs[q] * w.iodepth).throughput[-1])
         r = n / x
     else:
-        res = mva(stations(profile, scenario), n)
+        res = mva(_stations(ch), n)
         x = float(res.throughput[-1])
         r = float(res.response[-1])
     out = {"iops": x * 1e6, "lat_mean_us": r, "slat_mean_us": slat, "clat_mean_us": r - slat}
-    return out | _cpu(profile, scenario, per, x)
+    return out | _cpu(profile, scenario, ch, x)
 
 
-def _cpu(
-    profile: Profile, scenario: Scenario, per: dict[str, list[float]], x: float
-) -> dict[str, float]:
+def _cpu(profile: Profile, scenario: Scenario, ch: Chains, x: float) -> dict[str, float]:
     """The CPU columns of a tidy row (vsim.results.CPU_METRICS) by the same demands: a
     poll-mode thread is busy all the time (its idle time is polling), a blocking one pays
     wakeup_idle on every kick and completion; nothing else polls (MVA ignores polling)."""
     d = scenario.design
-    vcpus = scenario.guest_vcpus or profile.guest_vcpus
-    _, share, used = queue_shares(scenario, vcpus)
-
-    def demand(name: str) -> float:
-        return sum(share[q] * per[name][q] for q in range(used))
-
     names = d.thread_names
-    useful = sum(demand(t) for t in dict.fromkeys(names) if t in per)
+    useful = sum(ch.demand(t) for t in dict.fromkeys(names) if t in ch.per)
     pollers = [t for t, r in zip(names, d.roles, strict=True) if r == "poll"]
-    poll = sum(max(1.0 / x - demand(t), 0.0) if t in per else 1.0 / x for t in pollers)
-    served = d.served()[:used]
+    poll = sum(max(1.0 / x - ch.demand(t), 0.0) if t in ch.per else 1.0 / x for t in pollers)
     idle = profile.cpu["wakeup_idle"].mean
     wake = sum(
-        share[q] * (0.0 if d.roles[s] == "poll" else 2 * idle) for q, (s, _) in enumerate(served)
+        ch.share[q] * (0.0 if d.roles[s] == "poll" else 2 * idle)
+        for q, (s, _) in enumerate(d.served()[: ch.used])
     )
-    guest = sum(demand(v) for v in per if v.startswith("vcpu"))
+    guest = sum(ch.demand(v) for v in ch.per if v.startswith("vcpu"))
     host = useful + poll + wake
     return {
         "host_cpu_us_per_io": host,

@@ -228,7 +228,7 @@ class _Model:
             lock = Lock()
             for t in self.threads:
                 t.lock = lock
-        reapers = sorted({c for _, c in served})
+        reapers = d.completers
         self.backend = Backend(
             env,
             d,

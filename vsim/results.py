@@ -213,7 +213,7 @@ class Result:
         d = self.scenario.design
         served = d.served()
         names = d.thread_names
-        reapers = sorted({c for _, c in served})
+        reapers = d.completers
         out = {"disk": lv["disk.queue"]}
         vcpus, used = self.guest_vcpus, self.counters.get("queues_used", 1)
         for q, (s, _) in enumerate(served):

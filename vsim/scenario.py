@@ -216,6 +216,12 @@ class Design:
             f"{b}{bases[:k].count(b)}" if bases.count(b) > 1 else b for k, b in enumerate(bases)
         )
 
+    @property
+    def completers(self) -> tuple[int, ...]:
+        """The threads that reap completions, in thread order (each has its own AIO context,
+        numbered in this order: aio0, aio1, ...)."""
+        return tuple(sorted({c for _, c in self.served()}))
+
     def served(self) -> tuple[tuple[int, int], ...]:
         """Per queue, (the thread that pops and submits, the thread that reaps and signals)."""
         where = f"design {self.name!r}"

@@ -60,10 +60,9 @@ class Backend:
         self.disk = disk
         self.costs = costs
         served = design.served()
-        completers = sorted({c for _, c in served})
         self.reapers = {
             k: _Reaper(f"aio{i}", level)
-            for i, (k, level) in enumerate(zip(completers, levels, strict=True))
+            for i, (k, level) in enumerate(zip(design.completers, levels, strict=True))
         }
         # Per queue: the AIO context its requests complete on.
         self._reaper_of = [self.reapers[c] for _, c in served]
