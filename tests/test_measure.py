@@ -17,6 +17,7 @@ from vsim.measure import Campaign, fio_command
 from vsim.measure.dataset import load_measured
 from vsim.reference.linux import memory_filesystem
 from vsim.scenario import Workload
+from vsim.validate import validate
 
 
 def test_plan_interleaves_designs_and_spreads_repeats():
@@ -70,6 +71,27 @@ def test_campaign_end_to_end(disk_dir: Path, capsys):  # type: ignore[no-untyped
     assert not list(disk_dir.glob(".vsim*"))  # no scratch file left
 
 
+def test_multiqueue_campaign_records_jobs_and_vcpus(disk_dir: Path, capsys):  # type: ignore[no-untyped-def]
+    """--numjobs is a point factor and --guest-vcpus goes into every run: the dataset holds
+    both, and `vsim validate` predicts each point with the guest's vCPUs it recorded."""
+    out = disk_dir / "mq"
+    argv = ["measure", "--design", "iothread-vq-mapping,vhost-blk-mq", "--iodepth", "2"]
+    argv += ["--numjobs", "2,4", "--guest-vcpus", "2", "--runtime", "0.3", "--repeat", "1"]
+    code = main([*argv, "--dir", str(disk_dir), "--trace-ios", "0", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    pts = load_measured(out).points
+    assert sorted(pts.numjobs.tolist()) == [2, 2, 4, 4]
+    assert set(pts.guest_vcpus) == {"2"} and (pts.iops > 0).all()
+    doc = json.loads(next((out / "runs").glob("*-j4-*.json")).read_text())
+    assert doc["vsim"]["counters"]["queues_used"] == 2
+    assert doc["jobs"][0]["job options"]["numjobs"] == "4"
+    v = validate("local", load_measured(out), ios=400)
+    assert len(v.table) == 4 and v.table["iops_pred"].gt(0).all()
+    assert {r.guest_vcpus for r in v.predicted.values()} == {2}
+    assert {r.counters["queues_used"] for r in v.predicted.values()} == {2}
+
+
 def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type: ignore[no-untyped-def]
     f = disk_dir / "precious.img"
     f.write_bytes(b"x" * (1 << 20))
@@ -109,6 +131,9 @@ def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type:
         (["--ramp-time", "nan"], "--ramp-time must be a finite number"),
         (["--design", ","], "--design: no value given"),
         (["--dir", "README.md"], "README.md is not a directory"),
+        (["--guest-vcpus", "2"], "may not exceed the queues it uses (1)"),
+        (["--design", "vhost-blk-mq", "--guest-vcpus", "2"], "guest-vcpus (2) > numjobs (1)"),
+        (["--numjobs", "0"], "numjobs must be within"),
     ],
 )
 def test_bad_measure_input(argv, message, tmp_path: Path, capsys):  # type: ignore[no-untyped-def]

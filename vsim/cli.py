@@ -264,6 +264,14 @@ def _add_measure(sub: Any) -> None:
     p.add_argument("--rw", default="randread", help="comma list")
     p.add_argument("--bs", default="4k", help="comma list of block sizes")
     p.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
+    p.add_argument("--numjobs", default="1", help="fio jobs in the guest, a point factor: 1,2,4")
+    p.add_argument(
+        "--guest-vcpus",
+        type=int,
+        default=1,
+        help="the reference guest's vCPUs (a multiqueue design uses min(queues, vCPUs) queues, "
+        "one guest process each; job i on vCPU i mod vCPUs); default 1",
+    )
     p.add_argument(
         "--runtime",
         type=float,
@@ -663,6 +671,8 @@ def cmd_measure(a: argparse.Namespace) -> None:
         rws=tuple(_names(a.rw, "--rw")),
         bss=tuple(_sizes(a.bs)),
         iodepths=tuple(_ints(a.iodepth)),
+        numjobs=tuple(_ints(a.numjobs)),
+        guest_vcpus=a.guest_vcpus,
         placements=placements,
         runtime=a.runtime,
         ramp_time=a.ramp_time,

@@ -92,8 +92,8 @@ def test_block_devices_are_refused_for_writes() -> None:
 def test_missing_file_and_bad_config(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="cannot use"):
         run(READ, "virtio-blk", file=data_dir / "nope")
-    with pytest.raises(ConfigError, match="numjobs"):
-        run(Workload(numjobs=2, number_ios=1), "virtio-blk", directory=data_dir)
+    with pytest.raises(ConfigError, match="exceeds the largest virtqueue"):
+        run(Workload(numjobs=64, iodepth=256, number_ios=1), "virtio-blk", directory=data_dir)
     with pytest.raises(ConfigError, match="cpu"):
         run(READ, "virtio-blk", directory=data_dir, guest_cpu=4096)
     with pytest.raises(ConfigError, match="one entry per backend thread"):
@@ -119,6 +119,20 @@ def test_cleanup_after_a_normal_run(leak_check: Path) -> None:
     assert r.total_ios == 50
 
 
+def test_cleanup_after_a_multiqueue_backend_error(
+    leak_check: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two guest processes, two queues, four workers: a failure leaves no process or file."""
+
+    def broken(self: object, *args: object) -> None:
+        raise RuntimeError("injected backend failure")
+
+    monkeypatch.setattr(backend_mod.Backend, "_parse", broken)
+    wl = Workload(rw="randread", bs=4096, iodepth=2, number_ios=50, numjobs=2)
+    with pytest.raises(VsimError, match="injected backend failure"):
+        run(wl, "vhost-blk-mq", guest_vcpus=2, directory=leak_check, scratch_size=1 << 20)
+
+
 def test_cleanup_after_a_backend_error(leak_check: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: object, *args: object) -> None:
         raise RuntimeError("injected backend failure")
@@ -140,13 +154,13 @@ def test_cleanup_after_a_guest_error(leak_check: Path, monkeypatch: pytest.Monke
 def test_cleanup_after_keyboard_interrupt(
     leak_check: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = runner_mod._await_guest
+    real = runner_mod._await_guests
 
     def interrupted(*args: object) -> object:
         time.sleep(0.05)  # the guest and backend are mid-run
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod, "_await_guest", interrupted)
+    monkeypatch.setattr(runner_mod, "_await_guests", interrupted)
     wl = Workload(rw="randread", bs=4096, iodepth=2, runtime=5.0)
     with pytest.raises(KeyboardInterrupt):
         run(wl, "vhost-blk", directory=leak_check, scratch_size=1 << 20)
@@ -196,7 +210,10 @@ def test_backend_answers_bad_requests_with_an_error_status(disk_dir: Path) -> No
     kick, irq = new_eventfd(), new_eventfd()
     eng = open_engine("native", target.fd, 4)
     be = backend_mod.Backend(
-        design("virtio-blk"), mem, eng, kick_fd=kick, irq_fd=irq, region=target.region
+        design("virtio-blk"),
+        [backend_mod.QueueIo(mem, kick, irq)],
+        {0: eng},
+        region=target.region,
     )
     drv: Driver[int] = Driver(mem.mm, layout.ring)
     try:

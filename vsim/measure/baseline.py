@@ -55,6 +55,8 @@ def fio_command(w: Workload, filename: str | Path, runtime: float, size: int) ->
         cmd.append(f"--rwmixread={w.rwmixread}")
     if w.ramp_time:
         cmd.append(f"--ramp_time={w.ramp_time:g}")
+    if w.numjobs > 1:
+        cmd += [f"--numjobs={w.numjobs}", "--group_reporting"]
     return cmd
 
 

@@ -47,7 +47,7 @@ from vsim.measure.protocol import (
 )
 from vsim.outputs import made_dirs, write_atomic
 from vsim.reference.microbench import microbench
-from vsim.reference.runner import run
+from vsim.reference.runner import check_guest, run
 from vsim.scenario import Workload, design
 
 __all__ = [
@@ -79,7 +79,10 @@ class Point(NamedTuple):
 
 @dataclass(frozen=True, kw_only=True)
 class Campaign:
-    """A measurement grid: every design x rw x bs x iodepth x placement, interleaved.
+    """A measurement grid: every design x rw x bs x iodepth x numjobs x placement, interleaved.
+
+    `guest_vcpus` is the reference guest's vCPU count for the whole campaign (see
+    vsim.reference.run: a multiqueue design uses min(queues, guest_vcpus) queues).
 
     Without `precision`, every point runs `repeat` times (repeats outermost, see `plan`). With
     `precision`, the points run in rounds (see `round_plan`) until the IOPS CI of every design
@@ -94,6 +97,8 @@ class Campaign:
     rws: tuple[str, ...] = ("randread",)
     bss: tuple[int, ...] = (4096,)
     iodepths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    numjobs: tuple[int, ...] = (1,)
+    guest_vcpus: int = 1
     placements: tuple[str, ...] = (FREE,)
     runtime: float | None = None
     ramp_time: float = 0.0
@@ -114,6 +119,8 @@ class Campaign:
             design(d)  # unknown names fail before any run
         if not self.designs or not self.rws or not self.bss or not self.iodepths:
             raise ConfigError("a campaign needs at least one design, rw, bs and iodepth")
+        if not self.numjobs:
+            raise ConfigError("a campaign needs at least one numjobs")
         if not self.placements:
             raise ConfigError("placements: none given (free lets the scheduler place threads)")
         labels = tuple(parse_placement(p) for p in self.placements)
@@ -147,6 +154,10 @@ class Campaign:
         if self.trace_ios is not None and self.trace_ios < 0:
             raise ConfigError(f"trace_ios must be >= 0 (0: no traces), got {self.trace_ios}")
 
+        for w in self.workloads():  # a guest the reference cannot run fails before any run
+            for d in self.designs:
+                check_guest(w, design(d), self.guest_vcpus)
+
     @property
     def seconds(self) -> float:
         """The run length (`runtime` with its default resolved)."""
@@ -160,6 +171,7 @@ class Campaign:
                 rw=rw,
                 bs=bs,
                 iodepth=qd,
+                numjobs=jobs,
                 runtime=self.seconds,
                 ramp_time=self.ramp_time,
                 size=self.size,
@@ -167,6 +179,7 @@ class Campaign:
             for rw in self.rws
             for bs in self.bss
             for qd in self.iodepths
+            for jobs in self.numjobs
         ]
 
     def points(self) -> list[Point]:
@@ -189,9 +202,11 @@ class Campaign:
 
 
 def run_name(repeat: int, w: Workload, d: str, prefix: str = "", placement: str = FREE) -> str:
-    """A file stem for one run (a pinned placement adds ``-p<cpus>``: ``-p0.1.0``)."""
+    """A file stem for one run (several jobs add ``-j<numjobs>``, a pinned placement
+    ``-p<cpus>``: ``-p0.1.0``)."""
     tag = placement_tag(placement)
-    return f"{prefix}{d}-{w.rw}-bs{w.bs}-qd{w.iodepth}{tag}-r{repeat}"
+    jobs = f"-j{w.numjobs}" if w.numjobs > 1 else ""
+    return f"{prefix}{d}-{w.rw}-bs{w.bs}-qd{w.iodepth}{jobs}{tag}-r{repeat}"
 
 
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -236,7 +251,7 @@ def record_fio_json(
         "rw": w.rw,
         "bs": w.bs,
         "iodepth": w.iodepth,
-        "numjobs": 1,
+        "numjobs": w.numjobs,
         "size": w.size,
         "ioengine": f"vsim-reference-{engine}",
         "direct": 1,
@@ -254,6 +269,9 @@ def record_fio_json(
     }
     if placement is not None:
         doc["vsim"]["placement"] = placement
+    vcpus = record.meta.get("guest_vcpus", 1)
+    if vcpus != 1:
+        doc["vsim"]["guest_vcpus"] = vcpus
     return doc
 
 
@@ -385,6 +403,7 @@ def measure(
                 allow_overwrite=c.allow_overwrite,
                 cpus=cpus,
                 guest_cpu=guest,
+                guest_vcpus=c.guest_vcpus,
                 verify=c.verify,
                 scratch_size=c.size,
             )

@@ -74,7 +74,7 @@ from vsim.measure.layout import MANIFEST, POINTS, find_dataset
 from vsim.measure.placement import FREE, parse_placement
 from vsim.precision import CI, CONFIDENCE, mean_ci, weighted_mean_ci
 from vsim.results import LATENCY_METRICS
-from vsim.scenario import Workload, design, parse_size
+from vsim.scenario import MAX_VCPUS, Workload, design, parse_size
 
 __all__ = [
     "COLUMNS",
@@ -494,6 +494,17 @@ def _vsim_placement(doc: Mapping[str, Any], label: str) -> str | None:
     return _placement(text, label)
 
 
+def _vsim_guest_vcpus(doc: Mapping[str, Any], label: str) -> int | None:
+    """The guest's vCPU count a vsim block records (None without one: the profile's)."""
+    block = doc.get("vsim")
+    v = block.get("guest_vcpus") if isinstance(block, Mapping) else None
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_VCPUS:
+        raise FioFormatError(f"{label}: the vsim block's guest_vcpus must be 1..{MAX_VCPUS}")
+    return v
+
+
 def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[MeasuredRun]:
     doc = _read_document(path, label)
     try:
@@ -516,6 +527,10 @@ def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[Measure
             f"block says {placed}"
         )
     placement = entry.placement if entry is not None else placed or FREE
+    extra = dict(entry.extra) if entry is not None else {}
+    vcpus = _vsim_guest_vcpus(doc, label)
+    if vcpus is not None:
+        extra["guest_vcpus"] = str(vcpus)
     if not jobs:
         raise FioFormatError(f"{label}: no jobs")
     names = [j.jobname for j in jobs]
@@ -543,7 +558,7 @@ def _read_fio_file(path: Path, label: str, entry: _Entry | None) -> list[Measure
                 workload=w,
                 calibration=entry.calibration if entry is not None else False,
                 note=entry.note if entry is not None else "",
-                extra=dict(entry.extra) if entry is not None else {},
+                extra=extra,
                 fio=job,
                 dirs=tuple("total" if d == "mixed" else d for d in job.directions),
                 placement=placement,

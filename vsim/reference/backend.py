@@ -1,4 +1,4 @@
-"""The host backends: virtio-blk (one I/O thread), vhost-blk (submitter + completer), as policy."""
+"""The host backends: threads by role over one or more virtqueues, each queue with its doorbells."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +34,14 @@ from vsim.reference.linux import (
     new_eventfd,
     pin_thread,
 )
-from vsim.reference.ring import Chain, Device
+from vsim.reference.ring import MAX_QUEUE_SIZE, Chain, Device
 from vsim.scenario import Design
 
 __all__ = [
     "RECORD_FIELDS",
+    "TAG_STRIDE",
     "Backend",
+    "QueueIo",
 ]
 
 # One backend trace row per request: fields of the lists in ``Backend.records``.
@@ -55,7 +57,8 @@ __all__ = [
     R_COMP_THREAD,
     R_COMP_CPU,
     R_RESULT,
-) = range(11)
+    R_QUEUE,
+) = range(12)
 RECORD_FIELDS = (
     "io",
     "pop_ns",
@@ -68,7 +71,19 @@ RECORD_FIELDS = (
     "complete_thread",
     "complete_cpu",
     "result",
+    "queue",
 )
+TAG_STRIDE = MAX_QUEUE_SIZE  # an engine tag is queue * TAG_STRIDE + descriptor head
+
+
+@dataclass(frozen=True)
+class QueueIo:
+    """One virtqueue as the runner sets it up: the guest memory holding its ring and buffers,
+    its kick eventfd (ioeventfd) and its interrupt eventfd (irqfd)."""
+
+    mem: GuestMemory
+    kick_fd: int
+    irq_fd: int
 
 
 @dataclass
@@ -79,47 +94,70 @@ class _Inflight:
     record: list[int]
 
 
-class Backend:
-    """Serves the device side of the virtqueue with an I/O engine, as a ``Design`` prescribes.
+class _Queue:
+    """The device side of one virtqueue: its ring, the guest memory mapped into the host, the
+    requests in flight by head, and the threads and engine that serve it."""
 
-    One thread per role (Design.roles): "both" waits on the kick and completion eventfds and
-    does everything; "submit" (kick -> pop -> submit) and "complete" (reap -> push -> signal)
-    split it; "poll" spins on the ring and the engine with kicks off, never blocking.
-    signal: "per-completion" pushes and checks for an interrupt per used entry, "batched" once per
-    reaped batch; submit_batch: one engine submission for all popped requests; poll_us: busy-poll
-    the ring and the engine this long before blocking; cpus: pin each thread.
+    def __init__(
+        self, index: int, io: QueueIo, submitter: int, completer: int, engine: IoEngine, ev: bool
+    ) -> None:
+        self.index = index
+        self.mem = io.mem
+        self.kick_fd = io.kick_fd
+        self.irq_fd = io.irq_fd
+        self.submitter = submitter
+        self.completer = completer
+        self.engine = engine
+        self.device = Device(io.mem.mm, io.mem.layout.ring, event_idx=ev)
+        self.host = BufferAddress(io.mem.mm)
+        self.mem_size = io.mem.layout.size
+        self.inflight: list[_Inflight | None] = [None] * io.mem.layout.num
+        self.unsignalled: list[list[int]] = []
+
+    def release(self) -> None:
+        self.host.release()
+        self.device.release()
+
+
+class Backend:
+    """Serves the device side of the virtqueues with I/O engines, as a ``Design`` prescribes.
+
+    One thread per role (Design.roles), each serving the queues the design maps to it
+    (Design.served): "both" waits on its queues' kick eventfds and its engine's completion
+    eventfd and does everything; "submit" (kick -> pop -> submit) and "complete" (reap -> push
+    -> signal) split it; "poll" spins on its rings and its engine with kicks off, never
+    blocking. Each completing thread has its own engine (``engines[thread]``), which the
+    submitter of each of its queues submits to, as each IOThread has its AioContext's AIO
+    context. signal: "per-completion" pushes and checks for an interrupt per used entry,
+    "batched" once per reaped batch and queue; submit_batch: one engine submission for all
+    requests popped from a queue; poll_us: busy-poll this long before blocking; cpus: pin each
+    thread. ``queues`` are the virtqueues the guest uses (the first len(queues) of the design's).
     """
 
     def __init__(
         self,
         design: Design,
-        mem: GuestMemory,
-        engine: IoEngine,
+        queues: Sequence[QueueIo],
+        engines: dict[int, IoEngine],
         *,
-        kick_fd: int,
-        irq_fd: int,
         region: int,
         cpus: tuple[int | None, ...] | None = None,
         event_idx: bool = True,
     ) -> None:
-        if design.queues != 1:
+        served = design.served()
+        if not 1 <= len(queues) <= design.queues:
             raise ConfigError(
-                f"design {design.name}: the reference backend serves one virtqueue "
-                f"(got {design.queues})"
+                f"design {design.name}: {len(queues)} queues given, it has {design.queues}"
             )
         self.design = design
-        self.mem = mem
-        self.engine = engine
-        self.kick_fd = kick_fd
-        self.irq_fd = irq_fd
         self.region = region
         self.cpus = cpus if cpus is not None else design.cpus
-        self.device = Device(mem.mm, mem.layout.ring, event_idx=event_idx)
-        self._host = BufferAddress(mem.mm)
-        self._mem_size = mem.layout.size
-        self._inflight: list[_Inflight | None] = [None] * mem.layout.num
+        self.queues = [
+            _Queue(q, io, s, c, engines[c], event_idx)
+            for q, (io, (s, c)) in enumerate(zip(queues, served, strict=False))
+        ]
+        self.engines = engines
         self.records: list[list[int]] = []
-        self._unsignalled: list[list[int]] = []
         self._poll_ns = int(design.poll_us * 1000)
         self._stop_fd = new_eventfd()
         self._stopping = False
@@ -143,15 +181,9 @@ class Backend:
             for _ in range(design.threads)
         ]
         names = design.thread_names
-        bodies = {
-            "both": self._run_iothread,
-            "submit": self._run_submitter,
-            "complete": self._run_completer,
-            "poll": self._run_poller,
-        }
         self._threads = [
-            threading.Thread(target=self._guard, args=(bodies[r], k), name=names[k], daemon=True)
-            for k, r in enumerate(design.roles)
+            threading.Thread(target=self._guard, args=(k,), name=names[k], daemon=True)
+            for k in range(design.threads)
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -171,71 +203,80 @@ class Backend:
                     t.join()
             os.close(self._stop_fd)
             self._stop_fd = -1
-        self._host.release()
-        self.device.release()
+        for q in self.queues:
+            q.release()
         self.counters = {k: sum(tc[k] for tc in self._tc) for k in self._tc[0]}
-        self.counters["io_submit_calls"] = self.engine.submit_calls
-        self.counters["io_reap_calls"] = self.engine.reap_calls
+        for name, tc in zip(self.design.thread_names, self._tc, strict=True):
+            self.counters[f"{name}.requests"] = tc["requests"]
+        self.counters["io_submit_calls"] = sum(e.submit_calls for e in self.engines.values())
+        self.counters["io_reap_calls"] = sum(e.reap_calls for e in self.engines.values())
+        self.counters["queues_used"] = len(self.queues)
 
-    def _guard(self, body: Callable[[int], None], index: int) -> None:
+    def _guard(self, index: int) -> None:
         try:
             cpu = self.cpus[index] if self.cpus is not None else None
             pin_thread(cpu)
-            body(index)
+            avail = [q for q in self.queues if q.submitter == index]
+            engine = self.engines.get(index)
+            cq = (
+                engine
+                if engine is not None and any(q.completer == index for q in self.queues)
+                else None
+            )
+            if self.design.roles[index] == "poll":
+                self._run_poller(index, avail, cq)
+            else:
+                self._loop(index, avail, cq)
         except BaseException as e:  # surface to the runner, wake the guest
             if self.error is None:
                 self.error = e
-            self.mem.control[CTL_ABORT] = 1
-            os.eventfd_write(self.irq_fd, 1)
+            for q in self.queues:
+                q.mem.control[CTL_ABORT] = 1
+                os.eventfd_write(q.irq_fd, 1)
 
     # -- thread bodies ---------------------------------------------------------------------
 
-    def _run_iothread(self, me: int) -> None:
-        self._loop(me, serve_avail=True, serve_cq=True)
-
-    def _run_submitter(self, me: int) -> None:
-        self._loop(me, serve_avail=True, serve_cq=False)
-
-    def _run_completer(self, me: int) -> None:
-        self._loop(me, serve_avail=False, serve_cq=True)
-
-    def _run_poller(self, me: int) -> None:
-        """A poll-mode thread: kicks off for good, spins on the ring and the engine until
+    def _run_poller(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> None:
+        """A poll-mode thread: kicks off for good, spins on its rings and its engine until
         stopped, never blocks (a vhost-user-blk backend in SPDK's style)."""
-        device, engine, tc = self.device, self.engine, self._tc[me]
-        device.disable_notify()
+        tc = self._tc[me]
+        for q in avail:
+            q.device.disable_notify()
         while not self._stopping:
             worked = False
-            if device.has_avail():
-                self._serve_avail(me, notify=False)
-                worked = True
-            if engine.pending():
-                eventfd_drain(engine.completion_fd)
-                self._serve_completions(me)
+            for q in avail:
+                if q.device.has_avail():
+                    self._serve_avail(me, q, notify=False)
+                    worked = True
+            if cq is not None and cq.pending():
+                eventfd_drain(cq.completion_fd)
+                self._serve_completions(me, cq)
                 worked = True
             if worked:
                 tc["poll_hits"] += 1
 
-    def _loop(self, me: int, *, serve_avail: bool, serve_cq: bool) -> None:
+    def _loop(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> None:
         ep = select.epoll()
         try:
             ep.register(self._stop_fd, select.EPOLLIN)
-            if serve_avail:
-                ep.register(self.kick_fd, select.EPOLLIN)
-            if serve_cq:
-                ep.register(self.engine.completion_fd, select.EPOLLIN)
-            cq_fd, kick_fd, stop_fd = self.engine.completion_fd, self.kick_fd, self._stop_fd
+            by_kick = {q.kick_fd: q for q in avail}
+            for fd in by_kick:
+                ep.register(fd, select.EPOLLIN)
+            cq_fd = cq.completion_fd if cq is not None else -1
+            if cq is not None:
+                ep.register(cq_fd, select.EPOLLIN)
+            stop_fd = self._stop_fd
             tc = self._tc[me]
             adaptive_max = self.design.poll_max_us
             poll_us = 0.0  # the adaptive poll time (QEMU's starts at 0)
             while not self._stopping:
                 if self._poll_ns:
-                    self._poll(me, serve_avail, serve_cq)
+                    self._poll(me, avail, cq)
                     if self._stopping:
                         return
                 if adaptive_max:
                     t0 = time.monotonic_ns()
-                    caught = poll_us > 0 and self._poll_once(me, serve_avail, serve_cq, poll_us)
+                    caught = poll_us > 0 and self._poll_once(me, avail, cq, poll_us)
                     if self._stopping:
                         return
                     if caught:
@@ -247,73 +288,79 @@ class Backend:
                     block_us = (time.monotonic_ns() - t0) / 1000
                     poll_us = adjust_poll_us(poll_us, block_us, adaptive_max)
                 for fd, _ in events:
-                    if fd == kick_fd:
-                        tc["kicks"] += eventfd_drain(kick_fd)
+                    if fd in by_kick:
+                        tc["kicks"] += eventfd_drain(fd)
                         tc["kick_wakeups"] += 1
-                        self._serve_avail(me, notify=True)
-                    elif fd == cq_fd:
+                        self._serve_avail(me, by_kick[fd], notify=True)
+                    elif fd == cq_fd and cq is not None:
                         eventfd_drain(cq_fd)
                         tc["completion_wakeups"] += 1
-                        self._serve_completions(me)
+                        self._serve_completions(me, cq)
                     elif fd == stop_fd:
                         return
         finally:
             ep.close()
 
-    def _poll(self, me: int, serve_avail: bool, serve_cq: bool) -> None:
-        """Busy-poll the ring and the engine until ``poll_us`` passes without work."""
-        now, device, engine = time.monotonic_ns, self.device, self.engine
-        if serve_avail:
-            device.disable_notify()  # no kicks while we poll
+    def _poll(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> None:
+        """Busy-poll the rings and the engine until ``poll_us`` passes without work."""
+        now = time.monotonic_ns
+        for q in avail:
+            q.device.disable_notify()  # no kicks while we poll
         deadline = now() + self._poll_ns
         while not self._stopping:
             worked = False
-            if serve_avail and device.has_avail():
-                self._serve_avail(me, notify=False)
-                worked = True
-            if serve_cq and engine.pending():
-                eventfd_drain(engine.completion_fd)
-                self._serve_completions(me)
+            for q in avail:
+                if q.device.has_avail():
+                    self._serve_avail(me, q, notify=False)
+                    worked = True
+            if cq is not None and cq.pending():
+                eventfd_drain(cq.completion_fd)
+                self._serve_completions(me, cq)
                 worked = True
             if worked:
                 self._tc[me]["poll_hits"] += 1
                 deadline = now() + self._poll_ns
-            elif now() >= deadline:
-                if serve_avail and not device.enable_notify():
-                    device.disable_notify()  # a request slipped in: keep polling
-                    continue
+            elif now() >= deadline and self._kicks_back_on(avail):
                 return
 
-    def _poll_once(self, me: int, serve_avail: bool, serve_cq: bool, poll_us: float) -> bool:
+    def _kicks_back_on(self, avail: list[_Queue]) -> bool:
+        """Re-enable kicks on every queue (True), or, when a request slipped into one, leave
+        kicks off everywhere and return False: keep polling."""
+        for q in avail:
+            if not q.device.enable_notify():
+                for other in avail:
+                    other.device.disable_notify()
+                return False
+        return True
+
+    def _poll_once(self, me: int, avail: list[_Queue], cq: IoEngine | None, poll_us: float) -> bool:
         """Spin up to ``poll_us`` for work and serve what it finds (True), or give up with
         kicks re-enabled (False): one poll of QEMU's adaptive polling (aio_poll)."""
-        now, device, engine = time.monotonic_ns, self.device, self.engine
-        if serve_avail:
-            device.disable_notify()  # no kicks while we poll
+        now = time.monotonic_ns
+        for q in avail:
+            q.device.disable_notify()  # no kicks while we poll
         deadline = now() + int(poll_us * 1000)
         while not self._stopping:
-            avail = serve_avail and device.has_avail()
-            done = serve_cq and engine.pending()
-            if avail or done:
+            ready = [q for q in avail if q.device.has_avail()]
+            done = cq is not None and cq.pending()
+            if ready or done:
                 self._tc[me]["poll_hits"] += 1
-                if serve_avail:
-                    self._serve_avail(me, notify=True)  # re-enables kicks when it drains
-                if done:
-                    eventfd_drain(engine.completion_fd)
-                    self._serve_completions(me)
+                for q in avail:  # each re-enables its kicks when it drains
+                    self._serve_avail(me, q, notify=True)
+                if done and cq is not None:
+                    eventfd_drain(cq.completion_fd)
+                    self._serve_completions(me, cq)
                 return True
-            if now() >= deadline:
-                if serve_avail and not device.enable_notify():
-                    device.disable_notify()  # a request slipped in: keep polling
-                    continue
+            if now() >= deadline and self._kicks_back_on(avail):
                 return False
         return False
 
     # -- the two halves of the device ------------------------------------------------------
 
-    def _serve_avail(self, me: int, *, notify: bool) -> None:
-        """Pop every available chain and submit it (per request, or as one batch)."""
-        device, now, engine = self.device, time.monotonic_ns, self.engine
+    def _serve_avail(self, me: int, q: _Queue, *, notify: bool) -> None:
+        """Pop every available chain of queue ``q`` and submit it (per request, or as one
+        batch)."""
+        device, now, engine = q.device, time.monotonic_ns, q.engine
         batch: list[IoRequest] = []
         batch_records: list[list[int]] = []
         cpu = current_cpu()
@@ -326,7 +373,7 @@ class Backend:
                     break
                 device.disable_notify()
                 continue
-            parsed = self._parse(chain, now(), me, cpu)
+            parsed = self._parse(q, chain, now(), me, cpu)
             if parsed is None:
                 continue
             request, record = parsed
@@ -343,39 +390,40 @@ class Backend:
                 record[R_SUBMIT] = t
 
     def _parse(
-        self, chain: Chain, t_pop: int, me: int, cpu: int
+        self, q: _Queue, chain: Chain, t_pop: int, me: int, cpu: int
     ) -> tuple[IoRequest, list[int]] | None:
         """Turn a chain into an engine request; bad requests complete at once with an error."""
         tc = self._tc[me]
         tc["requests"] += 1
         d = chain.descriptors
-        io = int(self.mem.tags[chain.head])
-        record = [io, t_pop, 0, 0, 0, 0, me, cpu, -1, -1, 0]
+        io = int(q.mem.tags[chain.head])
+        record = [io, t_pop, 0, 0, 0, 0, me, cpu, -1, -1, 0, q.index]
         last = d[-1]
-        ok_status = last.writable and last.length >= 1 and last.addr < self._mem_size
+        ok_status = last.writable and last.length >= 1 and last.addr < q.mem_size
         entry = _Inflight(
             io=io, status_addr=last.addr if ok_status else -1, written=1, record=record
         )
-        self._inflight[chain.head] = entry
-        problem, is_write, offset = self._check(chain)
+        q.inflight[chain.head] = entry
+        tag = q.index * TAG_STRIDE + chain.head
+        problem, is_write, offset = self._check(q, chain)
         if problem:
             tc["bad_requests"] += 1
-            self.engine.fail(chain.head, problem)
+            q.engine.fail(tag, problem)
             return None
         data = d[1]
         if not is_write:
             entry.written = data.length + 1
-        addr = self._host.address + data.addr
-        return IoRequest(chain.head, is_write, addr, data.length, offset), record
+        addr = q.host.address + data.addr
+        return IoRequest(tag, is_write, addr, data.length, offset), record
 
-    def _check(self, chain: Chain) -> tuple[int, bool, int]:
+    def _check(self, q: _Queue, chain: Chain) -> tuple[int, bool, int]:
         """(0, is_write, offset) for a well-formed read or write in the region, else an errno."""
         d = chain.descriptors
         if len(d) != 3 or d[0].writable or d[0].length < OUTHDR.size or not d[2].writable:
             return errno.ENOTSUP, False, 0
-        if any(x.addr + x.length > self._mem_size for x in d):
+        if any(x.addr + x.length > q.mem_size for x in d):
             return errno.EFAULT, False, 0
-        kind, _, sector = OUTHDR.unpack_from(self.mem.mm, d[0].addr)
+        kind, _, sector = OUTHDR.unpack_from(q.mem.mm, d[0].addr)
         if kind not in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT):
             return errno.ENOTSUP, False, 0
         data = d[1]
@@ -385,37 +433,46 @@ class Backend:
             return errno.EINVAL, False, 0
         return 0, kind == VIRTIO_BLK_T_OUT, sector * SECTOR
 
-    def _serve_completions(self, me: int) -> None:
-        """Reap, write statuses, push used entries and signal the guest as the design says."""
-        done = self.engine.reap()
+    def _serve_completions(self, me: int, engine: IoEngine) -> None:
+        """Reap, write statuses, push used entries and signal the guest as the design says,
+        queue by queue."""
+        done = engine.reap()
         if not done:
             return
         now = time.monotonic_ns
         t = now()
         cpu = current_cpu()
-        # Retire every entry before its used element is published: once the guest sees it, the
-        # head may come straight back through the submitter.
-        finished = [self._complete(c, t, me, cpu) for c in done]
-        if self.design.signal == "per-completion":
-            for head, length, record in finished:
-                self.device.push_used(((head, length),))
-                record[R_PUSH] = now()
-                self._unsignalled.append(record)
-                self._maybe_signal(me, now)
-        else:
-            self.device.push_used([(head, length) for head, length, _ in finished])
-            t_push = now()
-            for _, _, record in finished:
-                record[R_PUSH] = t_push
-                self._unsignalled.append(record)
-            self._maybe_signal(me, now)
+        by_queue: dict[int, list[Completion]] = {}
+        for c in done:
+            by_queue.setdefault(c.tag // TAG_STRIDE, []).append(c)
+        for qi, cs in by_queue.items():
+            q = self.queues[qi]
+            # Retire every entry before its used element is published: once the guest sees
+            # it, the head may come straight back through the submitter.
+            finished = [self._complete(q, c, t, me, cpu) for c in cs]
+            if self.design.signal == "per-completion":
+                for head, length, record in finished:
+                    q.device.push_used(((head, length),))
+                    record[R_PUSH] = now()
+                    q.unsignalled.append(record)
+                    self._maybe_signal(me, q, now)
+            else:
+                q.device.push_used([(head, length) for head, length, _ in finished])
+                t_push = now()
+                for _, _, record in finished:
+                    record[R_PUSH] = t_push
+                    q.unsignalled.append(record)
+                self._maybe_signal(me, q, now)
 
-    def _complete(self, c: Completion, t: int, me: int, cpu: int) -> tuple[int, int, list[int]]:
+    def _complete(
+        self, q: _Queue, c: Completion, t: int, me: int, cpu: int
+    ) -> tuple[int, int, list[int]]:
         """Write the status byte, retire the entry; return (head, used length, trace record)."""
-        entry = self._inflight[c.tag]
+        head = c.tag % TAG_STRIDE
+        entry = q.inflight[head]
         if entry is None:
-            raise RuntimeError(f"completion for head {c.tag}, which is not in flight")
-        self._inflight[c.tag] = None
+            raise RuntimeError(f"completion for head {head} of queue {q.index}, not in flight")
+        q.inflight[head] = None
         rec = entry.record
         rec[R_COMPLETE], rec[R_COMP_THREAD], rec[R_COMP_CPU], rec[R_RESULT] = t, me, cpu, c.result
         if c.result == -errno.ENOTSUP:
@@ -425,17 +482,17 @@ class Backend:
         else:
             status = VIRTIO_BLK_S_OK
         if entry.status_addr >= 0:
-            self.mem.mm[entry.status_addr] = status
+            q.mem.mm[entry.status_addr] = status
         self.records.append(rec)
-        return c.tag, entry.written if status == VIRTIO_BLK_S_OK else 1, rec
+        return head, entry.written if status == VIRTIO_BLK_S_OK else 1, rec
 
-    def _maybe_signal(self, me: int, now: Callable[[], int]) -> None:
-        if self.device.should_notify():
-            os.eventfd_write(self.irq_fd, 1)
+    def _maybe_signal(self, me: int, q: _Queue, now: Callable[[], int]) -> None:
+        if q.device.should_notify():
+            os.eventfd_write(q.irq_fd, 1)
             t = now()
-            for rec in self._unsignalled:
+            for rec in q.unsignalled:
                 rec[R_SIGNAL] = t
-            self._unsignalled.clear()
+            q.unsignalled.clear()
             self._tc[me]["signals"] += 1
         else:
             self._tc[me]["signals_suppressed"] += 1

@@ -1,4 +1,4 @@
-"""The guest: a separate process running a fio-like closed-loop job through the virtqueue."""
+"""The guest: a process per virtqueue running its fio-like closed-loop jobs through the ring."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class GuestConfig:
     write_tag: int
     cpu: int | None
     event_idx: bool = True
+    jobs: tuple[int, ...] = (0,)  # the fio jobs (numbered over the whole guest) on this queue
 
 
 def io_pattern(workload: Workload, region: int, seed: int) -> Iterator[tuple[bool, int]]:
@@ -88,7 +89,9 @@ def guest_main(cfg: GuestConfig, mem: GuestMemory, conn: Connection) -> None:
 
 
 class GuestJob:
-    """One fio job (numjobs=1) driving the virtqueue, with per-I/O slat/clat timestamps."""
+    """The fio jobs of one virtqueue (its vCPU group) driving it from one process, each a
+    closed loop of ``iodepth`` slots with its own I/O pattern, with per-I/O slat/clat
+    timestamps. Job k of the queue owns slots k*iodepth .. (k+1)*iodepth-1."""
 
     def __init__(self, cfg: GuestConfig, mem: GuestMemory) -> None:
         self.cfg = cfg
@@ -102,60 +105,66 @@ class GuestJob:
         self.bad_sectors = 0
 
     def run(self) -> dict[str, Any]:
-        """Run the closed loop to the end and return the per-I/O records and counters."""
+        """Run the closed loops to the end and return the per-I/O records and counters."""
         cfg, wl, mem, layout = self.cfg, self.cfg.workload, self.mem, self.layout
         driver = self.driver
         now = time.monotonic_ns
-        bs = wl.bs
-        pattern = io_pattern(wl, cfg.region, cfg.seed)
-        free = list(range(wl.iodepth - 1, -1, -1))
-        slot_io = [0] * wl.iodepth
-        data = [np.frombuffer(mem.data(s), dtype=np.uint64) for s in range(wl.iodepth)]
-        issued: list[tuple[int, int, int, int, int]] = []  # is_write, offset, submit, kick, kicked
+        bs, depth, n_jobs = wl.bs, wl.iodepth, len(cfg.jobs)
+        patterns = [io_pattern(wl, cfg.region, cfg.seed + j) for j in cfg.jobs]
+        # per job: free slots (popped from the end: lowest first), I/Os measured, more to issue
+        free = [list(range((k + 1) * depth - 1, k * depth - 1, -1)) for k in range(n_jobs)]
+        measured = [0] * n_jobs
+        more = [True] * n_jobs
+        slots = n_jobs * depth
+        slot_io = [0] * slots
+        data = [np.frombuffer(mem.data(s), dtype=np.uint64) for s in range(slots)]
+        # is_write, offset, submit, kick, kicked, job
+        issued: list[tuple[int, int, int, int, int, int]] = []
         done: list[tuple[int, int, int, int, int]] = []  # io, reap, irq, cpu, status
         t_start = now()
         ramp_end = t_start + int(wl.ramp_time * 1e9)
         t_end = ramp_end + int(wl.runtime * 1e9) if wl.runtime else None
-        measured = 0
-        more = True
         t_irq = 0
         control = mem.control
         try:
             while True:
-                while free and more:
-                    t_sub = now()
-                    if t_end is not None and t_sub >= t_end:
-                        more = False
-                        break
-                    if t_sub >= ramp_end:
-                        measured += 1
-                        if cfg.n_ios is not None and measured >= cfg.n_ios:
-                            more = False
-                    is_write, offset = next(pattern)
-                    slot = free.pop()
-                    io = len(issued)
-                    slot_io[slot] = io
-                    hdr = layout.header_addr(slot)
-                    kind = VIRTIO_BLK_T_OUT if is_write else VIRTIO_BLK_T_IN
-                    OUTHDR.pack_into(mem.mm, hdr, kind, 0, offset // SECTOR)
-                    mem.mm[layout.status_addr(slot)] = _STATUS_PENDING
-                    if is_write and cfg.verify:
-                        data[slot][:] = stamp(offset, bs, cfg.write_tag)
-                    head = driver.add(
-                        (
-                            Buffer(hdr, OUTHDR.size, False),
-                            Buffer(layout.data_addr(slot), bs, not is_write),
-                            Buffer(layout.status_addr(slot), 1, True),
-                        ),
-                        slot,
-                    )
-                    mem.tags[head] = io
-                    kicked = driver.kick_prepare()
-                    if kicked:
-                        os.eventfd_write(cfg.kick_fd, 1)
-                        self.kicks += 1
-                    issued.append((is_write, offset, t_sub, now(), kicked))
-                if len(free) == wl.iodepth or control[CTL_ABORT]:
+                for k in range(n_jobs):
+                    job_free = free[k]
+                    while job_free and more[k]:
+                        t_sub = now()
+                        if t_end is not None and t_sub >= t_end:
+                            more[k] = False
+                            break
+                        if t_sub >= ramp_end:
+                            measured[k] += 1
+                            if cfg.n_ios is not None and measured[k] >= cfg.n_ios:
+                                more[k] = False
+                        is_write, offset = next(patterns[k])
+                        slot = job_free.pop()
+                        io = len(issued)
+                        slot_io[slot] = io
+                        hdr = layout.header_addr(slot)
+                        kind = VIRTIO_BLK_T_OUT if is_write else VIRTIO_BLK_T_IN
+                        OUTHDR.pack_into(mem.mm, hdr, kind, 0, offset // SECTOR)
+                        mem.mm[layout.status_addr(slot)] = _STATUS_PENDING
+                        if is_write and cfg.verify:
+                            data[slot][:] = stamp(offset, bs, cfg.write_tag)
+                        head = driver.add(
+                            (
+                                Buffer(hdr, OUTHDR.size, False),
+                                Buffer(layout.data_addr(slot), bs, not is_write),
+                                Buffer(layout.status_addr(slot), 1, True),
+                            ),
+                            slot,
+                        )
+                        mem.tags[head] = io
+                        kicked = driver.kick_prepare()
+                        if kicked:
+                            os.eventfd_write(cfg.kick_fd, 1)
+                            self.kicks += 1
+                        issued.append((is_write, offset, t_sub, now(), kicked, cfg.jobs[k]))
+                idle = all(len(f) == depth for f in free) and not any(more)
+                if idle or control[CTL_ABORT]:
                     break
                 # Wait for at least one completion (fio's iodepth_batch_complete_min=1).
                 while not self._reap(done, free, slot_io, issued, data, t_irq):
@@ -174,14 +183,15 @@ class GuestJob:
     def _reap(
         self,
         done: list[tuple[int, int, int, int, int]],
-        free: list[int],
+        free: list[list[int]],
         slot_io: list[int],
-        issued: list[tuple[int, int, int, int, int]],
+        issued: list[tuple[int, int, int, int, int, int]],
         data: list[Any],
         t_irq: int,
     ) -> int:
         """The interrupt handler: disable callbacks, reap all used entries, re-enable, recheck."""
         driver, mm, layout, now = self.driver, self.mem.mm, self.layout, time.monotonic_ns
+        depth = self.cfg.workload.iodepth
         n = 0
         while True:
             driver.disable_cb()
@@ -195,7 +205,7 @@ class GuestJob:
                     self.bad_sectors += bad
                     self.verified_reads += 1
                 done.append((io, t, t_irq, current_cpu(), status))
-                free.append(slot)
+                free[slot // depth].append(slot)
                 n += 1
             if driver.enable_cb():
                 break
@@ -205,14 +215,14 @@ class GuestJob:
 
     def _results(
         self,
-        issued: list[tuple[int, int, int, int, int]],
+        issued: list[tuple[int, int, int, int, int, int]],
         done: list[tuple[int, int, int, int, int]],
         t_start: int,
         ramp_end: int,
         t_last: int,
     ) -> dict[str, Any]:
         n = len(issued)
-        iss = np.array(issued, dtype=np.int64).reshape(n, 5)
+        iss = np.array(issued, dtype=np.int64).reshape(n, 6)
         fin = np.array(done, dtype=np.int64).reshape(len(done), 5)
         order = np.argsort(fin[:, 0], kind="stable")
         fin = fin[order]
@@ -224,6 +234,7 @@ class GuestJob:
             "submit_ns": iss[:, 2],
             "kick_ns": iss[:, 3],
             "kicked": iss[:, 4].astype(bool),
+            "job": iss[:, 5].astype(np.int16),
             "reap_ns": fin[:, 1],
             "irq_ns": fin[:, 2],
             "guest_cpu": fin[:, 3].astype(np.int16),

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from vsim.errors import ConfigError
 
 __all__ = [
+    "COLUMNS",
     "STAGES",
     "Array",
     "RunRecord",
@@ -32,7 +33,7 @@ STAGES = (
     "irq_ns",  # guest: the interrupt wait returned before this I/O was reaped
     "reap_ns",  # guest: the used entry was taken off the ring
 )
-_COLUMNS = (
+COLUMNS = (
     "ddir",
     "offset",
     "slat_ns",
@@ -46,8 +47,11 @@ _COLUMNS = (
     "complete_thread",
     "complete_cpu",
     "guest_cpu",
+    "job",
+    "queue",
 )
-_FORMAT = "vsim-reference-trace/1"
+_FORMAT = "vsim-reference-trace/2"
+_FORMAT_1 = "vsim-reference-trace/1"  # one job on one queue: no job and queue columns
 
 Array = npt.NDArray[Any]
 
@@ -58,7 +62,8 @@ class RunRecord:
 
     ddir is fio's direction (0 read, 1 write); slat = submit -> kick returned, clat = kick
     returned -> reaped, lat = slat + clat, as fio reports them. ``thread_names[k]`` names thread
-    code k of submit_thread / complete_thread. ``counters`` holds event counts (kicks, signals,
+    code k of submit_thread / complete_thread; ``job`` is the fio job of each I/O and ``queue``
+    the virtqueue it went through. ``counters`` holds event counts (kicks, signals,
     syscalls, wake-ups) and ``meta`` the configuration (workload, design, engine, file, ...).
     """
 
@@ -75,6 +80,8 @@ class RunRecord:
     complete_thread: Array
     complete_cpu: Array
     guest_cpu: Array
+    job: Array
+    queue: Array
     stages: dict[str, Array]
     thread_names: tuple[str, ...]
     start_ns: int
@@ -139,7 +146,7 @@ class RunRecord:
 
     def columns(self) -> dict[str, Array]:
         """All per-I/O arrays by name (fio columns, then the stage timestamps)."""
-        cols = {name: getattr(self, name) for name in _COLUMNS}
+        cols = {name: getattr(self, name) for name in COLUMNS}
         cols.update(self.stages)
         return cols
 
@@ -194,10 +201,13 @@ class RunRecord:
                 with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                     header = json.loads(str(z["__header__"]))
                     cols = {name: z[name] for name in z.files if name != "__header__"}
-            if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            if not isinstance(header, dict) or header.get("format") not in (_FORMAT, _FORMAT_1):
                 raise ConfigError(f"{path} is not a vsim reference trace")
+            if header["format"] == _FORMAT_1:
+                n = cols["ddir"].shape[0]
+                cols["job"] = cols["queue"] = np.zeros(n, dtype=np.int16)
             return cls(
-                **{name: cols[name] for name in _COLUMNS},
+                **{name: cols[name] for name in COLUMNS},
                 stages={name: cols[name] for name in STAGES},
                 thread_names=tuple(header["thread_names"]),
                 start_ns=int(header["start_ns"]),

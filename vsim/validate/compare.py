@@ -332,7 +332,7 @@ def validate(
     if use is not None and not rule_mask(pts, use).any():
         raise ConfigError(f"use {rule_text(use)} matches no measured point")
     _check_placements(pts, prof, name)
-    cache: dict[tuple[str, Workload, str], Result] = {}
+    cache: dict[tuple[str, Workload, str, int | None], Result] = {}
     rows: list[dict[str, Any]] = []
     predicted: dict[int, Result] = {}
     members: dict[int, list[int]] = {}
@@ -341,9 +341,10 @@ def validate(
         point = dict(zip(POINT_KEYS, key, strict=True))
         w = measured.workload(int(grp.index[0]))
         w = replace(w, number_ios=math.ceil(ios / w.numjobs), runtime=None, ramp_time=0.0)
-        ck = (str(point["design"]), w, str(point["placement"]))
+        vcpus = _guest_vcpus(grp)
+        ck = (str(point["design"]), w, str(point["placement"]), vcpus)
         if ck not in cache:
-            scen = _scenario(w, design(ck[0]), ck[2], prof, name)
+            scen = _scenario(w, design(ck[0]), ck[2], prof, name, vcpus)
             cache[ck] = simulate(scen, seed, profile=prof)
         res = cache[ck]
         i = len(rows)
@@ -379,17 +380,36 @@ def _check_placements(pts: pd.DataFrame, prof: Profile, name: str) -> None:
             raise ConfigError(f"{grp['file'].iloc[0]}: {exc}") from None
 
 
-def _scenario(w: Workload, d: Design, label: str, prof: Profile, name: str) -> Scenario:
-    """The scenario that predicts a point: pinned as its placement says (free: as the profile's
-    scheduler places the threads)."""
+def _guest_vcpus(grp: pd.DataFrame) -> int | None:
+    """The guest vCPUs a point's runs recorded (a reference campaign's --guest-vcpus), or
+    None (the profile's); runs of one point that disagree are refused."""
+    if "guest_vcpus" not in grp.columns:
+        return None
+    values = {str(v) for v in grp["guest_vcpus"]}
+    if len(values) > 1:
+        raise ConfigError(
+            f"{grp['file'].iloc[0]}: the runs of one point recorded guest_vcpus "
+            f"{', '.join(sorted(values))}; validate one value per dataset"
+        )
+    (v,) = values
+    return int(v) if v else None
+
+
+def _scenario(
+    w: Workload, d: Design, label: str, prof: Profile, name: str, vcpus: int | None = None
+) -> Scenario:
+    """The scenario that predicts a point: with the guest's vCPUs the runs recorded (None:
+    the profile's), pinned as its placement says (free: as the profile's scheduler places the
+    threads)."""
     guest, cpus = resolve_placement(label, d.threads)
     if cpus is None:
-        return Scenario(workload=w, design=d, profile=name)
+        return Scenario(workload=w, design=d, profile=name, guest_vcpus=vcpus)
     return Scenario(
         workload=w,
         design=replace(d, cpus=cpus),
         profile=name,
-        guest_cpus=(guest,) * prof.guest_vcpus,
+        guest_vcpus=vcpus,
+        guest_cpus=(guest,) * (vcpus or prof.guest_vcpus),
     )
 
 
