@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from vsim.cli import main
@@ -60,7 +61,9 @@ def test_campaign_end_to_end(disk_dir: Path, capsys):  # type: ignore[no-untyped
     for key in ("date", "kernel", "cpu_model", "cores", "python", "vsim", "command"):
         assert f"{key} =" in prov
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("design,rw,dir,bs,iodepth,placement,repeats,runs,iops,iops_ci95")
+    assert summary[0].startswith(
+        "design,rw,dir,bs,iodepth,numjobs,placement,repeats,runs,iops,iops_ci95"
+    )
     assert len(summary) == 1 + 4
     # The run files are fio's format: vsim's fio reader takes them.
     doc = json.loads(next((out / "runs").glob("*.json")).read_text())
@@ -83,6 +86,8 @@ def test_multiqueue_campaign_records_jobs_and_vcpus(disk_dir: Path, capsys):  # 
     pts = load_measured(out).points
     assert sorted(pts.numjobs.tolist()) == [2, 2, 4, 4]
     assert set(pts.guest_vcpus) == {"2"} and (pts.iops > 0).all()
+    summary = pd.read_csv(out / "summary.csv")  # a point per numjobs, not the two merged
+    assert sorted(summary.numjobs.tolist()) == [2, 2, 4, 4] and summary.repeats.eq(1).all()
     doc = json.loads(next((out / "runs").glob("*-j4-*.json")).read_text())
     assert doc["vsim"]["counters"]["queues_used"] == 2
     assert doc["jobs"][0]["job options"]["numjobs"] == "4"

@@ -155,7 +155,7 @@ def test_an_existing_dataset_needs_append(data, tmp_path, capsys):  # type: igno
             assert p.read_bytes() == content, p
     assert len(list(out.glob("provenance-*.toml"))) == 1
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[1].split(",")[6] == "2"  # both runs in the point's summary (repeats)
+    assert summary[1].split(",")[7] == "2"  # both runs in the point's summary (repeats)
     (data / "notes.txt").write_text("the user's")
     code, err = _measure(capsys, "--design", "virtio-blk", *QUICK, "--out", str(data))
     assert code == 2 and "not a vsim dataset" in err  # a non-empty directory of other things

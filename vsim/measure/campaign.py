@@ -305,7 +305,7 @@ def summarise(dataset: Path, precision: float | None = None, *, min_runs: int = 
     (`min_runs` runs or more and the CI within `precision` x the mean; NA without a precision).
     """
     pts = load_measured(dataset).points
-    keys = ["design", "rw", "dir", "bs", "iodepth", "placement"]
+    keys = ["design", "rw", "dir", "bs", "iodepth", "numjobs", "placement"]
     rows = []
     for key, g in pts.groupby(keys, sort=False):
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
