@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vsim.models.syscalls import ENGINE_OPS
 from vsim.profile import Profile, synthetic_profile
+from vsim.scenario import Design
 
 
 @pytest.fixture
@@ -29,6 +32,23 @@ def make_profile() -> Any:
         return Profile.from_dict(synthetic_profile(**kw), "test")
 
     return make
+
+
+@pytest.fixture
+def priced() -> Any:
+    """priced(profile, design) -> `profile` if it prices the design's engine, else a copy in
+    which io_uring costs what Linux AIO does (for laws that hold whatever the costs: a 2011
+    profile has no io_uring)."""
+
+    def price(profile: Profile, d: Design) -> Profile:
+        if all(k in profile.costs for k in ENGINE_OPS[d.engine].values()):
+            return profile
+        costs = dict(profile.costs)
+        for op, key in ENGINE_OPS[d.engine].items():
+            costs[key] = profile.costs[op]
+        return replace(profile, costs=costs)
+
+    return price
 
 
 # Figures a test wants in the CI log (the validation headlines): printed after the run, in a

@@ -136,6 +136,8 @@ def test_json_rows(capsys):  # type: ignore[no-untyped-def]
         (["run", "--ramp-time", "inf", "--ios", "10"], "--ramp-time must be a finite number"),
         (["run", "--ramp-time", "nan", "--ios", "10"], "--ramp-time must be a finite number"),
         (["run", "--poll-us", "nan", "--ios", "10"], "--poll-us must be a finite number"),
+        (["run", "--engine", "spdk", "--ios", "10"], "unknown engine 'spdk'"),
+        (["run", "--engine", "io_uring", "--ios", "10"], "has no costs.uring_submit_call"),
         (["run", "--max-ios", "0"], "--max-ios must be >= 1"),
         (["sweep", "--design", ",", "--ios", "10"], "--design: no value given"),
         (["sweep", "--rw", "", "--ios", "10"], "--rw: no value given"),

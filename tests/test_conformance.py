@@ -38,8 +38,8 @@ def seed_profile():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("d", DESIGNS, ids=IDS)
 @pytest.mark.parametrize("w", WORKLOADS, ids=lambda w: f"{w.rw}-qd{w.iodepth}x{w.numjobs}")
-def test_littles_law(d, w, seed_profile):  # type: ignore[no-untyped-def]
-    r = simulate(Scenario(workload=w, design=d), seed=3, profile=seed_profile)
+def test_littles_law(d, w, seed_profile, priced):  # type: ignore[no-untyped-def]
+    r = simulate(Scenario(workload=w, design=d), seed=3, profile=priced(seed_profile, d))
     # Little's law on fio's lat: L = X W, with L the time-average number of I/Os between fio's
     # submit start and its reap. L stays below iodepth by the reap-to-resubmit gap (as in fio,
     # where IOPS x lat is 0.87-0.90 x iodepth in the seed's table).
@@ -103,11 +103,12 @@ def test_utilisation_law(d, make_profile):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("d", PRESETS, ids=IDS[: len(PRESETS)])
-def test_determinism(d, seed_profile):  # type: ignore[no-untyped-def]
+def test_determinism(d, seed_profile, priced):  # type: ignore[no-untyped-def]
     s = Scenario(workload=Workload(rw="randread", iodepth=4, number_ios=2000), design=d)
-    a = simulate(s, seed=7, profile=seed_profile)
-    b = simulate(s, seed=7, profile=seed_profile)
-    c = simulate(s, seed=8, profile=seed_profile)
+    prof = priced(seed_profile, d)
+    a = simulate(s, seed=7, profile=prof)
+    b = simulate(s, seed=7, profile=prof)
+    c = simulate(s, seed=8, profile=prof)
     assert a.fio_json_text() == b.fio_json_text()
     assert a.rows() == b.rows()
     assert np.array_equal(a.stages, b.stages)

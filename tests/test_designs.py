@@ -62,6 +62,8 @@ def test_default_mapping_is_round_robin_and_pairs_submitters_with_completers() -
         ({"roles": ("submit",)}, "no completer"),
         ({"poll_us": 5.0, "poll_max_us": 32.0}, "not both"),
         ({"poll_max_us": math.nan}, "poll_max_us must be"),
+        ({"engine": "spdk"}, "unknown engine 'spdk'"),
+        ({"engine": "io_uring", "context": "kernel"}, "needs context user"),
     ],
 )
 def test_impossible_designs_are_refused(kw, match) -> None:  # type: ignore[no-untyped-def]
@@ -209,8 +211,8 @@ def test_adaptive_polling_trades_cpu_for_latency(make_profile) -> None:  # type:
 
 
 @pytest.mark.parametrize("name", list(vsim.DESIGNS))
-def test_every_row_has_the_cpu_columns(name, local) -> None:  # type: ignore[no-untyped-def]
-    r = _run(name, local, iodepth=4, numjobs=2, vcpus=2)
+def test_every_row_has_the_cpu_columns(name, local, priced) -> None:  # type: ignore[no-untyped-def]
+    r = _run(name, priced(local, vsim.design(name)), iodepth=4, numjobs=2, vcpus=2)
     for row in r.rows():
         for k in CPU_METRICS:
             assert math.isfinite(row[k]) and row[k] >= 0, k
@@ -255,3 +257,55 @@ def test_independent_chains_match_exact_mva() -> None:
     assert predicted["iops"] == pytest.approx(n_queues * x * 1e6, rel=1e-12)
     assert r.iops == pytest.approx(predicted["iops"], rel=0.02)
     assert r.lat_ns.mean() / 1e3 == pytest.approx(predicted["lat_mean_us"], rel=0.02)
+
+
+# -- io_uring ---------------------------------------------------------------------------------
+
+
+def test_an_io_uring_design_needs_a_profile_that_prices_it(local) -> None:  # type: ignore[no-untyped-def]
+    """A profile calibrated without io_uring's microbenchmarks has no uring costs: the design is
+    refused in one line (simulation and MVA), never priced silently as Linux AIO or as zero."""
+    s = Scenario(workload=Workload(number_ios=100), design=design("qemu-iothread-uring"))
+    with pytest.raises(ConfigError, match=r"has no costs\.uring_submit_call"):
+        simulate(s, profile=local)
+    with pytest.raises(ConfigError, match=r"has no costs\.uring_submit_call"):
+        mva_point(local, s)
+
+
+def test_io_uring_reads_completions_without_a_system_call(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """The same IOThread on io_uring: io_uring_enter and SQEs priced by their own costs, and
+    the completions read off the CQ ring at uring_reap_call (no io_getevents): with a 10 us
+    io_getevents and a free CQ look, the host's useful CPU per I/O falls by what the reaps
+    cost, and the submissions are priced as io_uring's, not AIO's."""
+    costs = {
+        "submit_call": {"dist": "fixed", "value_us": 6.0},
+        "submit_iocb": {"dist": "fixed", "value_us": 3.0},
+        "reap_call": {"dist": "fixed", "value_us": 10.0},
+        "reap_event": {"dist": "fixed", "value_us": 1.0},
+        "uring_submit_call": {"dist": "fixed", "value_us": 6.0},
+        "uring_submit_sqe": {"dist": "fixed", "value_us": 3.0},
+        "uring_reap_call": {"dist": "fixed", "value_us": 0.0},
+        "uring_reap_event": {"dist": "fixed", "value_us": 1.0},
+    }
+    prof = make_profile(costs=costs)
+    aio = _run("virtio-blk-batched", prof, iodepth=4)
+    uring = _run("virtio-blk-batched", prof, iodepth=4, engine="io_uring")
+    per_io = lambda r: r.cpu()["host_useful_us_per_io"]  # noqa: E731
+    reaps = aio.counters["reap_calls"] / aio.ios
+    assert per_io(aio) - per_io(uring) == pytest.approx(10.0 * reaps, rel=0.15)
+    pricier = dict(costs, uring_submit_sqe={"dist": "fixed", "value_us": 13.0})
+    dear = _run("virtio-blk-batched", make_profile(costs=pricier), iodepth=4, engine="io_uring")
+    assert per_io(dear) - per_io(uring) == pytest.approx(10.0, rel=0.05)  # one SQE per I/O
+
+
+def test_qemu_io_uring_submits_up_to_its_ring_size(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """QEMU's io_uring submits a drained batch at once only when 128 are queued (linux-aio at
+    32): at iodepth 64 one io_uring_enter carries more than linux-aio's cap."""
+    prof = make_profile(
+        costs={"pop": {"dist": "fixed", "value_us": 2.0}},
+        queue_size=256,
+    )
+    uring = _run("qemu-iothread-uring", prof, iodepth=64)
+    native = _run("qemu-iothread", prof, iodepth=64)
+    assert native.counters["submit_batch_max"] <= 32 < uring.counters["submit_batch_max"]
+    assert uring.counters["submit_batch_max"] <= 128

@@ -139,6 +139,7 @@ def test_write_job_on_existing_file_is_refused(disk_dir: Path, capsys):  # type:
         (["--guest-vcpus", "2"], "may not exceed the queues it uses (1)"),
         (["--design", "vhost-blk-mq", "--guest-vcpus", "2"], "guest-vcpus (2) > numjobs (1)"),
         (["--numjobs", "0"], "numjobs must be within"),
+        (["--design", "qemu-iothread-uring", "--engine", "native"], "contradicts it"),
     ],
 )
 def test_bad_measure_input(argv, message, tmp_path: Path, capsys):  # type: ignore[no-untyped-def]

@@ -218,6 +218,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--bs", default="512", help="block size (512, 4k, ...)")
     p.add_argument("--iodepth", type=int, default=1, help="I/Os in flight")
     p.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
+    p.add_argument(
+        "--engine",
+        help="the host engine, native or io_uring (overrides design; io_uring needs "
+        "a profile with its costs)",
+    )
     _common(p)
     p.set_defaults(func=cmd_run)
 
@@ -313,7 +318,11 @@ def _add_measure(sub: Any) -> None:
         "second on B2; fewer threads ignore extra entries, more repeat the last), e.g. "
         "free,0:1,0:0,0:1:0 (default free)",
     )
-    p.add_argument("--engine", default="native", help="native (Linux AIO), io_uring or threads")
+    p.add_argument(
+        "--engine",
+        help="native (Linux AIO), io_uring or threads (default: each design's own: native, "
+        "io_uring for qemu-iothread-uring)",
+    )
     p.add_argument(
         "--cpus",
         help="G,B[,B...]: the guest on CPU G, backend threads on B... (the same as "
@@ -532,7 +541,12 @@ def cmd_run(a: argparse.Namespace) -> None:
     """`vsim run`: one point."""
     fmt = _format(a)
     _check_writable(a.out)
-    d = design(a.design) if a.poll_us is None else design(a.design, poll_us=a.poll_us)
+    overrides: dict[str, object] = {}
+    if a.poll_us is not None:
+        overrides["poll_us"] = a.poll_us
+    if a.engine is not None:
+        overrides["engine"] = a.engine
+    d = design(a.design, **overrides)
     w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
     vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
     res = simulate(

@@ -82,8 +82,12 @@ def chain_demands(profile: Profile, scenario: Scenario) -> Chains:
     ctx = d.context
     vcpus = scenario.guest_vcpus or profile.guest_vcpus
 
+    profile.check_engine(d.engine, d.name)
+
     def c(op: str, context: str = ctx) -> float:
-        return profile.cost(op, context).mean
+        if context == "guest":
+            return profile.cost(op, context).mean
+        return profile.host_cost(op, context, d.engine).mean
 
     submit_guest = c("guest_submit", "guest") + c("kick", "guest")
     complete_guest = c("guest_irq", "guest") + c("guest_complete", "guest")

@@ -188,7 +188,8 @@ class _Model:
         vcpus = scenario.guest_vcpus or prof.guest_vcpus
         guest_at = _placement(scenario.guest_cpus, vcpus, prof.host_cpus, "guest_cpus")
         backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
-        costs = Costs(prof, d.context, rng_for)
+        prof.check_engine(d.engine, d.name)
+        costs = Costs(prof, d.context, rng_for, d.engine)
         served = d.served()
         tags_level = stats.level("guest.tag_wait")
         self.queues: list[DeviceQueue] = []

@@ -10,12 +10,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vsim.errors import ProfileError
+from vsim.errors import ConfigError, ProfileError
 from vsim.models.disk import DiskSpec, parse_disk
 from vsim.models.dists import PROVENANCE_KEYS, Dist, check_keys
 from vsim.models.params import dist, record_provenance, scalar
 from vsim.models.placement import Placement, parse_pattern
-from vsim.models.syscalls import COST_DOCS, GUEST_OPS, HOST_OPS, OPTIONAL_HOST_OPS, OPTIONAL_OPS
+from vsim.models.syscalls import (
+    COST_DOCS,
+    ENGINE_OPS,
+    GUEST_OPS,
+    HOST_OPS,
+    OPTIONAL_HOST_OPS,
+    OPTIONAL_OPS,
+    engine_op,
+)
 
 __all__ = [
     "CPU_DOCS",
@@ -64,6 +72,25 @@ class Profile:
         """The cost of operation `op` in `context` ("guest", "user" or "kernel")."""
         variants = self.costs[op]
         return variants.get(context) or variants["any"]
+
+    def prices(self, engine: str) -> bool:
+        """Whether the profile has the costs of every operation of `engine`."""
+        return all(k in self.costs for k in ENGINE_OPS[engine].values())
+
+    def check_engine(self, engine: str, design: str) -> None:
+        """ConfigError unless the profile prices every operation of `engine` (see
+        vsim.models.syscalls.ENGINE_OPS), naming what is missing and how to measure it."""
+        missing = [k for k in ENGINE_OPS[engine].values() if k not in self.costs]
+        if missing:
+            raise ConfigError(
+                f"design {design} runs on {engine}, but profile {self.name} has no "
+                f"costs.{missing[0]} (calibrate from a dataset whose microbenchmarks include "
+                f"io_uring: vsim calibrate --measure)"
+            )
+
+    def host_cost(self, op: str, context: str, engine: str) -> Dist:
+        """The cost of host operation `op` in `context` on `engine` (check_engine first)."""
+        return self.cost(engine_op(op, engine), context)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> Profile:
@@ -176,8 +203,11 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
     costs_t = _table(data, "costs", "")
     costs: dict[str, dict[str, Dist]] = {}
-    for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS + OPTIONAL_HOST_OPS:
+    engine_ops = tuple(k for ops in ENGINE_OPS.values() for k in ops.values())
+    for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS + OPTIONAL_HOST_OPS + engine_ops:
         t = costs_t.get(op)
+        if t is None and op in engine_ops:
+            continue  # an engine the profile was not calibrated for: its designs are refused
         if t is None and op in OPTIONAL_OPS + OPTIONAL_HOST_OPS:
             costs[op] = {"any": Dist.fixed(0.0)}
             continue
@@ -185,7 +215,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
             raise ProfileError(f"costs.{op}: missing ({COST_DOCS[op]})")
         if "dist" in t:
             costs[op] = {"any": dist(costs_t, op, "costs", prov)}
-        elif op in HOST_OPS + OPTIONAL_HOST_OPS and "user" in t and "kernel" in t:
+        elif op in HOST_OPS + OPTIONAL_HOST_OPS + engine_ops and "user" in t and "kernel" in t:
             check_keys(t, ("user", "kernel"), f"costs.{op}")
             costs[op] = {c: dist(t, c, f"costs.{op}", prov) for c in ("user", "kernel")}
         else:
@@ -304,7 +334,8 @@ def synthetic_profile(
     """A profile document for an exact, analysable configuration (oracles, what-ifs, tests):
     every cost zero unless given, the disk a fixed 100 us server; load it with
     Profile.from_dict."""
-    c: dict[str, Any] = {op: _zero() for op in GUEST_OPS + HOST_OPS}
+    engine_ops = [k for ops in ENGINE_OPS.values() for k in ops.values()]
+    c: dict[str, Any] = {op: _zero() for op in [*GUEST_OPS, *HOST_OPS, *engine_ops]}
     for op, spec in (costs or {}).items():
         c[op] = derived(spec)
     return {

@@ -11,6 +11,7 @@ from vsim.errors import ConfigError
 
 __all__ = [
     "DESIGNS",
+    "ENGINES",
     "MAX_IODEPTH",
     "MAX_JOBS",
     "MAX_QUEUES",
@@ -120,6 +121,8 @@ class Workload:
 Context = Literal["user", "kernel"]
 Signal = Literal["per-completion", "batched"]
 Role = Literal["both", "submit", "complete", "poll"]
+Engine = Literal["native", "io_uring"]
+ENGINES = ("native", "io_uring")  # the host engines the model prices (vsim.models.syscalls)
 ROLES: tuple[Role, ...] = ("both", "submit", "complete", "poll")
 # What a thread of each role is called in results (a role held by several threads is numbered).
 _ROLE_NAMES = {"both": "iothread", "submit": "submitter", "complete": "completer", "poll": "poller"}
@@ -143,6 +146,9 @@ class Design:
       the threads that submit, each "submit" thread paired with the "complete" thread of the
       same rank (as QEMU's iothread-vq-mapping does with a list of IOThreads).
     context: "user" (a QEMU thread: operations are syscalls) or "kernel" (vhost: in-kernel calls).
+    engine: the host's I/O engine for a "user" design: "native" (Linux AIO: io_submit,
+      io_getevents) or "io_uring" (io_uring_enter submits, completions read off the CQ ring;
+      QEMU's aio=io_uring); priced by the profile's costs of each (vsim.models.syscalls).
     signal: "per-completion" (one notification per used entry) or "batched" (one per reaped batch).
     submit_batch: one io_submit call for all popped requests (True) or one call per request (False).
     submit_max: with submit_batch, submit at once when this many are popped (0: no cap);
@@ -160,6 +166,7 @@ class Design:
     queues: int = 1
     mapping: tuple[tuple[int, ...], ...] | None = None
     context: Context = "user"
+    engine: Engine = "native"
     signal: Signal = "per-completion"
     submit_batch: bool = False
     submit_max: int = 0
@@ -184,6 +191,12 @@ class Design:
             raise ConfigError(f"{where}: queues must be within 1..{MAX_QUEUES}, got {self.queues}")
         if self.context not in ("user", "kernel"):
             raise ConfigError(f"{where}: context must be user or kernel")
+        if self.engine not in ENGINES:
+            raise ConfigError(
+                f"{where}: unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})"
+            )
+        if self.engine != "native" and self.context != "user":
+            raise ConfigError(f"{where}: engine {self.engine} needs context user (a host thread)")
         if self.signal not in ("per-completion", "batched"):
             raise ConfigError(f"{where}: signal must be per-completion or batched")
         m = self.submit_max
@@ -270,6 +283,9 @@ class Design:
 # iothread.c).
 LAIO_MAX_BATCH = 32
 IOTHREAD_POLL_MAX_US = 32.768
+# QEMU's io_uring submits at defer_call_end, or at once when its queue holds MAX_ENTRIES (the
+# ring size, 128: block/io_uring.c, luring_do_submit).
+LURING_MAX_ENTRIES = 128
 
 
 def _round_robin(n: int, m: int) -> tuple[tuple[int, ...], ...]:
@@ -301,6 +317,15 @@ DESIGNS: dict[str, Design] = {
     # (IOTHREAD_POLL_MAX_NS_DEFAULT, iothread.c).
     "qemu-iothread": replace(
         _QEMU_IOTHREAD, name="qemu-iothread", poll_max_us=IOTHREAD_POLL_MAX_US
+    ),
+    # The same on aio=io_uring: one io_uring_enter per drained batch (up to 128 SQEs), and the
+    # completions read off the CQ ring without a system call (block/io_uring.c).
+    "qemu-iothread-uring": replace(
+        _QEMU_IOTHREAD,
+        name="qemu-iothread-uring",
+        engine="io_uring",
+        submit_max=LURING_MAX_ENTRIES,
+        poll_max_us=IOTHREAD_POLL_MAX_US,
     ),
     # QEMU 9.0's iothread-vq-mapping: 4 virtqueues round-robin over 2 IOThreads, each as above.
     "iothread-vq-mapping": replace(

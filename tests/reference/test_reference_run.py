@@ -274,3 +274,15 @@ def test_a_one_queue_trace_of_format_1_still_loads(
     back = RunRecord.load(path)
     assert back.total_ios == 30 and not back.job.any() and not back.queue.any()
     assert np.array_equal(back.lat_ns, r.lat_ns)
+
+
+def test_an_io_uring_design_runs_on_io_uring(disk_dir: Path) -> None:
+    """qemu-iothread-uring brings its engine: the run uses io_uring without being told, its
+    completions come off the CQ ring, and an engine that contradicts the design is refused."""
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=N)
+    r = run(wl, "qemu-iothread-uring", directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, N)
+    assert r.meta["engine"] == "io_uring" and r.counters["verify_bad_sectors"] == 0
+    with pytest.raises(ConfigError, match="runs on io_uring; --engine native contradicts it"):
+        run(wl, "qemu-iothread-uring", engine="native", directory=disk_dir)
+    assert list(disk_dir.iterdir()) == []

@@ -118,7 +118,19 @@ def apply(doc: dict[str, Any], params: list[FreeParam], values: np.ndarray) -> d
 
 
 # The backend's per-request operations (vsim.models.syscalls names) a residual fit scales.
-_BACKEND_OPS = ("pop", "pop_cold", "submit_call", "submit_iocb", "submit_cold", "push", "signal")
+# io_uring's submission costs (when the profile has them) scale with Linux AIO's: the factor is
+# the reference backend's Python threads' overhead, not the engine's.
+_BACKEND_OPS = (
+    "pop",
+    "pop_cold",
+    "submit_call",
+    "submit_iocb",
+    "submit_cold",
+    "push",
+    "signal",
+    "uring_submit_call",
+    "uring_submit_sqe",
+)
 # The numbers of a trace calibration that its traces read least directly, freed for a fit to
 # the calibration points (vsim calibrate DIR --fit). Each: (name, paths, mode, bounds, why).
 _RESIDUALS: tuple[

@@ -562,11 +562,49 @@ def _costs_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
             }
         ),
     }
+    costs.update(_uring_costs(inp.mb, mbsrc, notes))
     notes.append(
         "both designs run as user-space threads in the reference backend, so the "
         "user and kernel variants of every host cost are the same measurement"
     )
     return costs
+
+
+# The microbenchmarks that price io_uring (vsim.models.syscalls.ENGINE_OPS), as the aio_ ones
+# price Linux AIO: a call of one request minus one request in a batch, and per request.
+URING_MICROBENCH = ("uring_submit", "uring_submit_per_sqe", "uring_reap", "uring_reap_per_cqe")
+
+
+def _uring_costs(mb: dict[str, np.ndarray], mbsrc: str, notes: list[str]) -> dict[str, Any]:
+    """The io_uring costs when the microbenchmarks have them, else none (and a note: the
+    profile then refuses io_uring designs)."""
+    missing = [n for n in URING_MICROBENCH if n not in mb or mb[n].size == 0]
+    if missing:
+        notes.append(
+            f"no io_uring costs: microbenchmark {missing[0]} missing (designs on io_uring "
+            "are refused with this profile)"
+        )
+        return {}
+    med = {n: float(np.median(mb[n])) for n in URING_MICROBENCH}
+    sqe, cqe = med["uring_submit_per_sqe"], med["uring_reap_per_cqe"]
+    return {
+        "uring_submit_call": _both(
+            _fixed(
+                max(med["uring_submit"] - sqe, 0.0),
+                mbsrc,
+                "io_uring_enter of one read minus one SQE in a batch",
+            )
+        ),
+        "uring_submit_sqe": _both(_fixed(sqe, mbsrc, "io_uring_enter per SQE in a batch of 8")),
+        "uring_reap_call": _both(
+            _fixed(
+                max(med["uring_reap"] - cqe, 0.0),
+                mbsrc,
+                "reading one ready CQE off the ring minus one CQE in a batch",
+            )
+        ),
+        "uring_reap_event": _both(_fixed(cqe, mbsrc, "per CQE read off the ring in a batch")),
+    }
 
 
 def _disk_table(inp: _Inputs) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from vsim.measure.protocol import (
 )
 from vsim.outputs import made_dirs, write_atomic
 from vsim.reference.microbench import microbench
-from vsim.reference.runner import check_guest, run
+from vsim.reference.runner import check_guest, engine_for, run
 from vsim.scenario import Workload, design
 
 __all__ = [
@@ -106,7 +106,7 @@ class Campaign:
     precision: float | None = None
     budget: float | None = None
     max_repeat: int = DEFAULT_MAX_ROUNDS
-    engine: str = "native"
+    engine: str | None = None  # None: each design's own (Design.engine)
     directory: str | None = None
     file: str | None = None
     allow_overwrite: bool = False
@@ -154,6 +154,8 @@ class Campaign:
         if self.trace_ios is not None and self.trace_ios < 0:
             raise ConfigError(f"trace_ios must be >= 0 (0: no traces), got {self.trace_ios}")
 
+        for d in self.designs:  # an engine that contradicts a design fails before any run
+            engine_for(design(d), self.engine)
         for w in self.workloads():  # a guest the reference cannot run fails before any run
             for d in self.designs:
                 check_guest(w, design(d), self.guest_vcpus)
@@ -393,11 +395,12 @@ def measure(
             w = p.workload
             d = design(dname)
             guest, cpus = resolve_placement(p.placement, d.threads)
+            eng = engine_for(d, c.engine)
             ticks = cpu_ticks()
             rec = run(
                 w,
                 d,
-                engine=c.engine,
+                engine=eng,
                 directory=c.directory,
                 file=c.file,
                 allow_overwrite=c.allow_overwrite,
@@ -418,7 +421,7 @@ def measure(
                 "threads": list(d.thread_names),
             }
             steal = steal_pct(ticks, cpu_ticks())
-            doc = record_fio_json(rec, w, dname, c.engine, placed)
+            doc = record_fio_json(rec, w, dname, eng, placed)
             doc["vsim"]["host"] = {"steal_pct": steal}
             write_atomic(runs_dir / f"{name}.json", json.dumps(doc, separators=(",", ":")))
             if c.trace_ios != 0:
@@ -429,7 +432,7 @@ def measure(
                     f"{layout.RUNS}/{name}.json",
                     dname,
                     r,
-                    note=c.engine,
+                    note=eng,
                     placement=p.placement,
                     steal_pct=steal,
                 )

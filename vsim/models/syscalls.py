@@ -14,12 +14,14 @@ if TYPE_CHECKING:  # the profile reads the operation names from here
 
 __all__ = [
     "COST_DOCS",
+    "ENGINE_OPS",
     "GUEST_OPS",
     "HOST_OPS",
     "OPTIONAL_HOST_OPS",
     "OPTIONAL_OPS",
     "Costs",
     "RngFor",
+    "engine_op",
 ]
 
 RngFor = Callable[[str], np.random.Generator]
@@ -42,6 +44,21 @@ HOST_OPS = (
     "push",
     "signal",
 )
+# The operations each host engine (vsim.scenario.ENGINES) prices by its own cost: io_uring's
+# io_uring_enter and SQEs replace io_submit and its iocbs, and its completions are read off the
+# CQ ring in user space (QEMU's block/io_uring.c, luring_process_completions: io_uring_peek_cqe,
+# no system call) instead of by io_getevents. Linux AIO ("native") prices the HOST_OPS as
+# named. These costs are optional in a profile: an io_uring design on a profile without them
+# is refused.
+ENGINE_OPS: dict[str, dict[str, str]] = {
+    "native": {},
+    "io_uring": {
+        "submit_call": "uring_submit_call",
+        "submit_iocb": "uring_submit_sqe",
+        "reap_call": "uring_reap_call",
+        "reap_event": "uring_reap_event",
+    },
+}
 COST_DOCS = {
     "guest_submit": "guest io_submit path and virtio-blk driver, per I/O (without the kick)",
     "kick": "VM exit to notify the device through ioeventfd, per kick, on the vCPU",
@@ -62,7 +79,16 @@ COST_DOCS = {
     "reap_event": "one completion event reaped",
     "push": "pushing one entry to the used ring",
     "signal": "one guest notification through irqfd (write syscall or eventfd_signal)",
+    "uring_submit_call": "io_uring only: one io_uring_enter submitting SQEs (as submit_call)",
+    "uring_submit_sqe": "io_uring only: one SQE inside io_uring_enter (as submit_iocb)",
+    "uring_reap_call": "io_uring only: one look at the CQ ring (no system call; as reap_call)",
+    "uring_reap_event": "io_uring only: one CQE read off the CQ ring (as reap_event)",
 }
+
+
+def engine_op(op: str, engine: str) -> str:
+    """The cost key that prices host operation `op` on `engine` (see ENGINE_OPS)."""
+    return ENGINE_OPS[engine].get(op, op)
 
 
 class Costs:
@@ -72,8 +98,11 @@ class Costs:
     returning microseconds.
     """
 
-    def __init__(self, profile: Profile, context: str, rng_for: RngFor) -> None:
+    def __init__(
+        self, profile: Profile, context: str, rng_for: RngFor, engine: str = "native"
+    ) -> None:
         self.context = context
+        self.engine = engine
         for op in GUEST_OPS + OPTIONAL_OPS:
             setattr(self, op, sampler(profile.cost(op, "guest"), rng_for(f"cost.{op}")))
         loop = profile.cost("guest_loop", "guest")
@@ -81,7 +110,8 @@ class Costs:
         # submission (one timeout for both).
         self.has_loop = not (loop.kind == "fixed" and loop.mean_us == 0.0)
         for op in HOST_OPS + OPTIONAL_HOST_OPS:
-            setattr(self, op, sampler(profile.cost(op, context), rng_for(f"cost.{op}.{context}")))
+            key = engine_op(op, engine)  # the stream keeps the operation's name
+            setattr(self, op, sampler(profile.cost(key, context), rng_for(f"cost.{op}.{context}")))
 
     guest_submit: Sampler
     kick: Sampler

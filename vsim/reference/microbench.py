@@ -52,6 +52,10 @@ BENCHMARKS = (
     "aio_getevents_per_event",
     "uring_enter_nop",
     "uring_submit",
+    "uring_submit_batch",
+    "uring_submit_per_sqe",
+    "uring_reap",
+    "uring_reap_per_cqe",
     "odirect_read",
     "odirect_write",
 )
@@ -404,18 +408,64 @@ def _io_bench(
                 note = "io_uring_enter submitting and reaping a NOP"
                 out.results[name] = Distribution(name, _timed(n, ring.nop_roundtrip), note)
             else:
+                _uring_bench(name, out, ring, base, page, n, bs, batch, offset)
 
-                def submit() -> None:
-                    ring.submit((IoRequest(0, False, base, bs, offset()),))
 
-                def settle() -> None:
-                    while not ring.reap():
-                        select.select([ring.completion_fd], [], [], 1.0)
-                    eventfd_drain(ring.completion_fd)
+def _uring_bench(
+    name: str,
+    out: MicrobenchResult,
+    ring: UringEngine,
+    base: int,
+    page: int,
+    n: int,
+    bs: int,
+    batch: int,
+    offset: Callable[[], int],
+) -> None:
+    """io_uring as _aio_bench prices Linux AIO: one io_uring_enter submitting one read or a
+    batch, and reading ready completions off the CQ ring (no system call)."""
+    batched = ("uring_submit_batch", "uring_submit_per_sqe", "uring_reap_per_cqe")
+    k = batch if name in batched else 1
 
-                samples = _timed_pairs(n, submit, settle)
-                note = f"io_uring_enter submitting one {bs} B read"
-                out.results[name] = Distribution(name, samples, note)
+    def submit() -> None:
+        ring.submit([IoRequest(i, False, base + page * i, bs, offset()) for i in range(k)])
+
+    def settle() -> None:
+        got = 0
+        while got < k:
+            got += len(ring.reap())
+            if got < k:
+                select.select([ring.completion_fd], [], [], 1.0)
+        eventfd_drain(ring.completion_fd)
+
+    if name.startswith("uring_reap"):
+
+        def ready() -> None:  # submit k reads and wait until all k completions are posted
+            submit()
+            while ring.posted() < k:
+                select.select([ring.completion_fd], [], [], 1.0)
+                eventfd_drain(ring.completion_fd)
+
+        def reap() -> None:
+            if len(ring.reap()) != k:
+                raise RuntimeError("the CQ ring held fewer completions than were posted")
+
+        samples = _timed(n, reap, ready)
+        if k == 1:
+            note = "reading one ready completion off the io_uring CQ ring"
+        else:
+            samples //= k
+            note = f"reading {k} ready completions off the io_uring CQ ring, per completion"
+        out.results[name] = Distribution(name, samples, note)
+        return
+    samples = _timed_pairs(n, submit, settle)
+    if name == "uring_submit":
+        note = f"io_uring_enter submitting one {bs} B read"
+    elif name == "uring_submit_batch":
+        note = f"io_uring_enter submitting {k} reads of {bs} B"
+    else:
+        samples, note = samples // k, f"io_uring_enter submitting {k} reads, per SQE"
+    out.results[name] = Distribution(name, samples, note)
 
 
 def _timed_pairs(n: int, op: Callable[[], object], after: Callable[[], object]) -> Any:

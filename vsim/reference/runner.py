@@ -41,6 +41,7 @@ __all__ = [
     "NUDGE_AFTER_S",
     "STALL_AFTER_S",
     "check_guest",
+    "engine_for",
     "run",
 ]
 
@@ -53,7 +54,7 @@ def run(
     workload: Workload,
     design: Design | str = "virtio-blk",
     *,
-    engine: str = "native",
+    engine: str | None = None,
     directory: str | os.PathLike[str] | None = None,
     file: str | os.PathLike[str] | None = None,
     allow_overwrite: bool = False,
@@ -66,6 +67,8 @@ def run(
     event_idx: bool = True,
 ) -> RunRecord:
     """Run ``workload`` in a guest against the real ``design`` backend; return its trace.
+
+    ``engine`` (native, io_uring, threads) defaults to the design's (Design.engine).
 
     The guest has ``guest_vcpus`` vCPUs and uses min(design.queues, guest_vcpus) virtqueues, as
     Linux's virtio-blk driver does; fio job i runs on vCPU i mod guest_vcpus and submits to its
@@ -81,6 +84,7 @@ def run(
     UnavailableError when the machine lacks O_DIRECT/AIO/io_uring, VsimError when a run fails.
     """
     d = preset(design) if isinstance(design, str) else design
+    engine = engine_for(d, engine)
     cpus = cpus if cpus is not None else d.cpus
     _validate(workload, d, engine, cpus, guest_cpu, guest_vcpus, verify, file, allow_overwrite)
     needs_write = workload.read_fraction < 1.0
@@ -171,11 +175,23 @@ def run(
             cpus=cpus,
             seed=seed,
             event_idx=event_idx,
-            queue_size=[q.mem.layout.num for q in queues],
+            queue_size=max(q.mem.layout.num for q in queues),  # every queue's, when one
+            queue_sizes=[q.mem.layout.num for q in queues],
         )
     if verify:
         _check_verify(record)
     return record
+
+
+def engine_for(d: Design, engine: str | None) -> str:
+    """The reference engine a run of `d` uses: `engine` if given (an alias resolved), else
+    the design's; ConfigError when both are given and a non-native design's differs."""
+    if engine is None:
+        return d.engine
+    name = engine_name(engine)
+    if d.engine != "native" and name != d.engine:
+        raise ConfigError(f"design {d.name} runs on {d.engine}; --engine {engine} contradicts it")
+    return name
 
 
 def _jobs_by_queue(numjobs: int, vcpus: int, used: int) -> list[tuple[int, ...]]:

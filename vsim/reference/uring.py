@@ -225,6 +225,10 @@ class UringEngine(IoEngine):
     def pending(self) -> bool:
         return bool(self._failed) or self._cq_head.value != self._cq_tail.value
 
+    def posted(self) -> int:
+        """Completions on the CQ ring not yet reaped."""
+        return (self._cq_tail.value - self._cq_head.value) & 0xFFFFFFFF
+
     def nop_roundtrip(self) -> None:
         """Submit one NOP and wait for it in the same io_uring_enter (microbenchmarks only)."""
         i = self._tail & self._sq_mask
