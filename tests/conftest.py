@@ -41,7 +41,7 @@ def priced() -> Any:
     profile has no io_uring)."""
 
     def price(profile: Profile, d: Design) -> Profile:
-        if all(k in profile.costs for k in ENGINE_OPS[d.engine].values()):
+        if profile.prices(d.engine):
             return profile
         costs = dict(profile.costs)
         for op, key in ENGINE_OPS[d.engine].items():

@@ -239,21 +239,10 @@ class Backend:
     def _run_poller(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> None:
         """A poll-mode thread: kicks off for good, spins on its rings and its engine until
         stopped, never blocks (a vhost-user-blk backend in SPDK's style)."""
-        tc = self._tc[me]
         for q in avail:
             q.device.disable_notify()
         while not self._stopping:
-            worked = False
-            for q in avail:
-                if q.device.has_avail():
-                    self._serve_avail(me, q, notify=False)
-                    worked = True
-            if cq is not None and cq.pending():
-                eventfd_drain(cq.completion_fd)
-                self._serve_completions(me, cq)
-                worked = True
-            if worked:
-                tc["poll_hits"] += 1
+            self._spin_once(me, avail, cq)
 
     def _loop(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> None:
         ep = select.epoll()
@@ -308,20 +297,26 @@ class Backend:
             q.device.disable_notify()  # no kicks while we poll
         deadline = now() + self._poll_ns
         while not self._stopping:
-            worked = False
-            for q in avail:
-                if q.device.has_avail():
-                    self._serve_avail(me, q, notify=False)
-                    worked = True
-            if cq is not None and cq.pending():
-                eventfd_drain(cq.completion_fd)
-                self._serve_completions(me, cq)
-                worked = True
-            if worked:
-                self._tc[me]["poll_hits"] += 1
+            if self._spin_once(me, avail, cq):
                 deadline = now() + self._poll_ns
             elif now() >= deadline and self._kicks_back_on(avail):
                 return
+
+    def _spin_once(self, me: int, avail: list[_Queue], cq: IoEngine | None) -> bool:
+        """One look at the rings (kicks off) and the engine, serving what is there; True (a
+        poll hit, counted) if there was work."""
+        worked = False
+        for q in avail:
+            if q.device.has_avail():
+                self._serve_avail(me, q, notify=False)
+                worked = True
+        if cq is not None and cq.pending():
+            eventfd_drain(cq.completion_fd)
+            self._serve_completions(me, cq)
+            worked = True
+        if worked:
+            self._tc[me]["poll_hits"] += 1
+        return worked
 
     def _kicks_back_on(self, avail: list[_Queue]) -> bool:
         """Re-enable kicks on every queue (True), or, when a request slipped into one, leave
