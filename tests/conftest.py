@@ -37,15 +37,16 @@ def make_profile() -> Any:
 @pytest.fixture
 def priced() -> Any:
     """priced(profile, design) -> `profile` if it prices the design's engine, else a copy in
-    which io_uring costs what Linux AIO does (for laws that hold whatever the costs: a 2011
-    profile has no io_uring)."""
+    which io_uring costs what Linux AIO does, and an SQ thread's submission what io_submit
+    does (for laws that hold whatever the costs: a 2011 profile has no io_uring)."""
+    like = {"sq_call": "submit_call", "sq_sqe": "submit_iocb"}
 
     def price(profile: Profile, d: Design) -> Profile:
-        if profile.prices(d.engine):
+        if profile.prices(d.pricing):
             return profile
         costs = dict(profile.costs)
-        for op, key in ENGINE_OPS[d.engine].items():
-            costs[key] = profile.costs[op]
+        for op, key in ENGINE_OPS[d.pricing].items():
+            costs[key] = profile.costs[like.get(op, op)]
         return replace(profile, costs=costs)
 
     return price

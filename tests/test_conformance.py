@@ -28,6 +28,7 @@ WORKLOADS = [
     Workload(rw="randread", bs=4096, iodepth=8, number_ios=3000),
     Workload(rw="rw", bs=512, iodepth=4, number_ios=3000),
     Workload(rw="randwrite", bs=4096, iodepth=32, numjobs=2, number_ios=6000),
+    Workload(rw="randread", bs=4096, iodepth=16, iodepth_batch_submit=4, number_ios=3000),
 ]
 
 
@@ -37,7 +38,9 @@ def seed_profile():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("d", DESIGNS, ids=IDS)
-@pytest.mark.parametrize("w", WORKLOADS, ids=lambda w: f"{w.rw}-qd{w.iodepth}x{w.numjobs}")
+@pytest.mark.parametrize(
+    "w", WORKLOADS, ids=lambda w: f"{w.rw}-qd{w.iodepth}x{w.numjobs}b{w.iodepth_batch_submit}"
+)
 def test_littles_law(d, w, seed_profile, priced):  # type: ignore[no-untyped-def]
     r = simulate(Scenario(workload=w, design=d), seed=3, profile=priced(seed_profile, d))
     # Little's law on fio's lat: L = X W, with L the time-average number of I/Os between fio's

@@ -64,6 +64,16 @@ def test_default_mapping_is_round_robin_and_pairs_submitters_with_completers() -
         ({"poll_max_us": math.nan}, "poll_max_us must be"),
         ({"engine": "spdk"}, "unknown engine 'spdk'"),
         ({"engine": "io_uring", "context": "kernel"}, "needs context user"),
+        ({"roles": ("both", "sqpoll")}, "sqpoll thread needs engine io_uring"),
+        (
+            {"roles": ("both", "both", "sqpoll"), "queues": 2, "engine": "io_uring"},
+            r"1 sqpoll thread\(s\) for 2 io_uring ring",
+        ),
+        ({"roles": ("sqpoll",), "engine": "io_uring"}, "no thread pops"),
+        (
+            {"roles": ("both", "sqpoll"), "engine": "io_uring", "mapping": ((1,),)},
+            "needs one both/poll",
+        ),
     ],
 )
 def test_impossible_designs_are_refused(kw, match) -> None:  # type: ignore[no-untyped-def]
@@ -309,3 +319,88 @@ def test_qemu_io_uring_submits_up_to_its_ring_size(make_profile) -> None:  # typ
     native = _run("qemu-iothread", prof, iodepth=64)
     assert native.counters["submit_batch_max"] <= 32 < uring.counters["submit_batch_max"]
     assert uring.counters["submit_batch_max"] <= 128
+
+
+# -- SQPOLL ------------------------------------------------------------------------------------
+
+_SQPOLL_COSTS = {
+    "uring_submit_call": {"dist": "fixed", "value_us": 6.0},
+    "uring_submit_sqe": {"dist": "fixed", "value_us": 3.0},
+    "uring_sqpoll_call": {"dist": "fixed", "value_us": 0.5},
+    "uring_sqpoll_sqe": {"dist": "fixed", "value_us": 1.0},
+    "uring_sq_call": {"dist": "fixed", "value_us": 4.0},
+    "uring_sq_sqe": {"dist": "fixed", "value_us": 2.0},
+}
+
+
+def test_sqpoll_submits_without_a_system_call_on_a_spinning_kernel_thread(make_profile) -> None:  # type: ignore[no-untyped-def]
+    """With SQPOLL the IOThread only writes SQEs (no io_uring_enter: submit_calls 0) and the
+    SQ thread takes each batch off the ring and submits it: its work per I/O is one SQE plus
+    its share of a batch, and it spins the whole window, so host CPU per I/O is at least a
+    core's time per I/O while the IOThread's useful work falls by what the calls cost."""
+    prof = make_profile(costs=_SQPOLL_COSTS, host_cpus=4)
+    sq = _run("iothread-uring-sqpoll", prof, iodepth=4)
+    plain = _run("qemu-iothread-uring", prof, iodepth=4)
+    c = sq.counters
+    assert c["submit_calls"] == 0 < plain.counters["submit_calls"]
+    assert c["sqpoll.wakeups_idle"] + c["sqpoll.wakeups_busy"] == 0  # it never blocks
+    assert c["sqpoll.wakeups_poll"] > 0.5 * plain.counters["submit_calls"]
+    # spinning or submitting: always on its CPU (but for its start)
+    assert sq.utilisation()["sqpoll"] == pytest.approx(1.0, abs=1e-3)
+    assert 0 <= sq.queues()["sqpoll"] < 4
+    cpu = sq.cpu()
+    assert cpu["host_cpu_us_per_io"] >= 1e6 / sq.iops
+    assert cpu["host_poll_us_per_io"] > 0
+
+    # Per I/O the IOThread pays sqpoll_sqe (1 us) for uring_submit_sqe (3 us), and a 0.5 us
+    # queueing for each 6 us io_uring_enter; the SQ thread does 2 us per SQE.
+    def it(r):  # type: ignore[no-untyped-def]  # the IOThread's useful CPU per I/O
+        lv = r.levels
+        return (lv["iothread.busy"] - lv["iothread.poll"]) * r.elapsed_s * 1e6 / r.ios
+
+    saved = it(plain) - it(sq)
+    calls = plain.counters["submit_calls"] / plain.ios
+    assert saved == pytest.approx(2.0 + 5.5 * calls, rel=0.2)
+
+
+def test_an_sqpoll_design_needs_a_profile_that_prices_it() -> None:
+    """A profile calibrated before SQPOLL's microbenchmarks existed has io_uring's costs but
+    not SQPOLL's: the design is refused in one line, io_uring without SQPOLL is not."""
+    data = synthetic_profile()  # every cost zero: drop SQPOLL's
+    for k in ("uring_sqpoll_call", "uring_sqpoll_sqe", "uring_sq_call", "uring_sq_sqe"):
+        del data["costs"][k]
+    prof = Profile.from_dict(data, "test")
+    s = Scenario(workload=Workload(number_ios=100), design=design("iothread-uring-sqpoll"))
+    with pytest.raises(ConfigError, match=r"runs on io_uring-sqpoll.*costs\.uring_sqpoll_call"):
+        simulate(s, profile=prof)
+    with pytest.raises(ConfigError, match=r"costs\.uring_sqpoll_call"):
+        mva_point(prof, s)
+    assert prof.prices("io_uring") and not prof.prices("io_uring-sqpoll")
+
+
+# -- guest-side batching ---------------------------------------------------------------------
+
+
+def test_guest_batches_kick_once_per_io_submit(local) -> None:  # type: ignore[no-untyped-def]
+    """fio's iodepth_batch_submit: a job's I/Os go to the ring in batches, one io_submit and
+    one notification check (virtio_queue_rqs) each, committed at the batch size or when the
+    queue is full. With deferred interrupts several complete per reap, so refills batch."""
+
+    def run(b: int):  # type: ignore[no-untyped-def]
+        w = Workload(iodepth=16, iodepth_batch_submit=b, number_ios=4000, ramp_time=0.002)
+        s = Scenario(workload=w, design=design("virtio-blk-batched"), profile="local")
+        return simulate(s, seed=5, profile=local)
+
+    one, four = run(1), run(4)
+    c1, c4 = one.counters, four.counters
+    prepares = lambda c: c["kicks"] + c["kicks_suppressed"]  # noqa: E731
+    assert c1["guest_submits"] == pytest.approx(one.ios, abs=16)  # one call per I/O
+    assert prepares(c1) == c1["guest_submits"] and prepares(c4) == c4["guest_submits"]
+    assert four.ios / 4 <= c4["guest_submits"] < 0.8 * four.ios
+    assert c4["kicks"] < c1["kicks"]
+    # An I/O returns from io_submit with its batch: the first of a batch waits for the rest.
+    assert four.slat_ns.mean() > one.slat_ns.mean()
+    with pytest.raises(ConfigError, match="iodepth_batch_submit must be within"):
+        Workload(iodepth_batch_submit=-1)
+    assert Workload(iodepth=8, iodepth_batch_submit=0).submit_batch == 8  # 0: iodepth (fio)
+    assert Workload(iodepth=8, iodepth_batch_submit=64).submit_batch == 8

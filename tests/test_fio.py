@@ -521,3 +521,23 @@ def test_live_fio_is_reproduced(tmp_path: Path) -> None:
     for name, summary in (("clat", small.clat), ("lat", small.lat)):
         ours = latency_summary(_log_ns(tmp_path / f"n100_{name}.1.log"), with_bins=True)
         _assert_summary_equal(ours, summary)
+
+
+def test_iodepth_batch_submit_round_trips_through_fio_json() -> None:
+    """fio's iodepth_batch_submit (alias iodepth_batch) in job options sets the workload's;
+    vsim's own fio JSON writes it when it is not fio's default."""
+    from vsim import Scenario, Workload, design, simulate
+    from vsim.profile import Profile, synthetic_profile
+
+    w = Workload(iodepth=8, iodepth_batch_submit=4, number_ios=200)
+    prof = Profile.from_dict(synthetic_profile(), "test")
+    r = simulate(Scenario(workload=w, design=design("virtio-blk"), profile="test"), profile=prof)
+    (job,) = read_fio_json(r.to_fio_json())
+    assert job.options["iodepth_batch_submit"] == "4"
+    assert job.workload().iodepth_batch_submit == 4
+    doc = r.to_fio_json()
+    doc = json.loads(doc) if isinstance(doc, str) else copy.deepcopy(doc)
+    opts = doc["jobs"][0]["job options"]
+    del opts["iodepth_batch_submit"]
+    opts["iodepth_batch"] = "8"  # fio's older name
+    assert read_fio_json(doc)[0].workload().iodepth_batch_submit == 8

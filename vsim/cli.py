@@ -81,6 +81,7 @@ FLAGS = {
     "numjobs": "--numjobs",
     "guest_vcpus": "--guest-vcpus",
     "rwmixread": "--rwmixread",
+    "iodepth_batch_submit": "--iodepth-batch-submit",
     "bs": "--bs",
     "size": "--size",
     "poll_us": "--poll-us",
@@ -177,6 +178,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "min(queues, vCPUs) of a design's virtqueues",
     )
     p.add_argument("--rwmixread", type=int, default=50, help="read percentage of rw/randrw")
+    p.add_argument(
+        "--iodepth-batch-submit",
+        type=int,
+        default=1,
+        help="I/Os per guest io_submit, one kick each (fio's iodepth_batch_submit; 0: iodepth)",
+    )
     p.add_argument("--format", choices=FORMATS, help="output format (default: table)")
     p.add_argument(
         "--out",
@@ -276,6 +283,13 @@ def _add_measure(sub: Any) -> None:
         default=1,
         help="the reference guest's vCPUs (a multiqueue design uses min(queues, vCPUs) queues, "
         "one guest process each; job i on vCPU i mod vCPUs); default 1",
+    )
+    p.add_argument(
+        "--iodepth-batch-submit",
+        type=int,
+        default=1,
+        help="the guest's I/Os per io_submit, one kick check each (fio's iodepth_batch_submit; "
+        "0: iodepth); every point",
     )
     p.add_argument(
         "--runtime",
@@ -488,6 +502,7 @@ def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
         runtime=a.runtime,
         ramp_time=a.ramp_time,
         rwmixread=a.rwmixread,
+        iodepth_batch_submit=a.iodepth_batch_submit,
         **fields,
     )
 
@@ -687,6 +702,7 @@ def cmd_measure(a: argparse.Namespace) -> None:
         iodepths=tuple(_ints(a.iodepth)),
         numjobs=tuple(_ints(a.numjobs)),
         guest_vcpus=a.guest_vcpus,
+        iodepth_batch_submit=a.iodepth_batch_submit,
         placements=placements,
         runtime=a.runtime,
         ramp_time=a.ramp_time,

@@ -9,7 +9,7 @@ from typing import Any
 from vsim.analytic import Station, mva
 from vsim.models.queue import irq_vcpu, queue_of, used_queues
 from vsim.profile import Profile
-from vsim.scenario import Scenario
+from vsim.scenario import SPINNING_ROLES, Scenario
 
 __all__ = [
     "Chains",
@@ -82,17 +82,19 @@ def chain_demands(profile: Profile, scenario: Scenario) -> Chains:
     ctx = d.context
     vcpus = scenario.guest_vcpus or profile.guest_vcpus
 
-    profile.check_engine(d.engine, d.name)
+    profile.check_engine(d.pricing, d.name)
 
     def c(op: str, context: str = ctx) -> float:
         if context == "guest":
             return profile.cost(op, context).mean
-        return profile.host_cost(op, context, d.engine).mean
+        return profile.host_cost(op, context, d.pricing).mean
 
     submit_guest = c("guest_submit", "guest") + c("kick", "guest")
     complete_guest = c("guest_irq", "guest") + c("guest_complete", "guest")
     woken = c("wait_return") + c("notify_read")  # a blocking thread's return from its wait
     submit = c("pop") + c("submit_call") + c("submit_iocb")
+    sq_of = d.sq_threads  # SQPOLL: the kernel SQ thread submits, spinning (no wake-up)
+    sq = c("sq_call") + c("sq_sqe") if sq_of else 0.0
     cold = c("pop_cold") + c("submit_cold")  # every wake-up from an idle CPU, as below
     complete = c("reap_call") + c("reap_event") + c("push") + c("signal")
     disk, channels = disk_demand_us(profile, scenario)
@@ -117,9 +119,11 @@ def chain_demands(profile: Profile, scenario: Scenario) -> Chains:
             per[q] += work + (0.0 if poll else woken)
         if not poll:
             out[names[s]][q] += cold
+        if sq_of:
+            out.setdefault(names[sq_of[k]], [0.0] * used)[q] += sq
         # wake-ups: the backend on the kick and on the completion (a poller notices them
         # after poll_detect), the vCPU on the interrupt
-        wake.append(idle + (2 * detect if poll else 2 * idle))
+        wake.append(idle + (2 * detect if poll else 2 * idle) + (detect if sq_of else 0.0))
     out["disk"] = [disk] * used
     out["wakeups"] = wake
     return Chains(out, channels, share, jobs, used, on_vcpu)
@@ -191,7 +195,7 @@ def _cpu(profile: Profile, scenario: Scenario, ch: Chains, x: float) -> dict[str
     d = scenario.design
     names = d.thread_names
     useful = sum(ch.demand(t) for t in dict.fromkeys(names) if t in ch.per)
-    pollers = [t for t, r in zip(names, d.roles, strict=True) if r == "poll"]
+    pollers = [t for t, r in zip(names, d.roles, strict=True) if r in SPINNING_ROLES]
     poll = sum(max(1.0 / x - ch.demand(t), 0.0) if t in ch.per else 1.0 / x for t in pollers)
     idle = profile.cpu["wakeup_idle"].mean
     wake = sum(

@@ -27,7 +27,7 @@ from vsim.precision import BATCHES, batch_means, mser5, rate_interval
 from vsim.profile import CPU_LATENCIES, Profile, load_profile
 from vsim.recorder import BYTES_PER_IO, Recorder
 from vsim.results import Result
-from vsim.scenario import Scenario
+from vsim.scenario import SPINNING_ROLES, Scenario
 
 __all__ = [
     "DEFAULT_MAX_IOS",
@@ -56,7 +56,16 @@ def point_key(scenario: Scenario) -> str:
     Leaving the design out gives every design the same offsets, disk service times and cost
     draws for the same seed (common random numbers), so design comparisons are sharper.
     """
-    return f"{scenario.profile}|{sorted(asdict(scenario.workload).items())}"
+    w = asdict(scenario.workload)
+    for k, default in _LATER_FIELDS.items():  # keep the streams of points from before them
+        if w[k] == default:
+            del w[k]
+    return f"{scenario.profile}|{sorted(w.items())}"
+
+
+# Workload fields added after results were published, with their defaults: a point at the
+# default keeps the key (and so the random streams) it had before the field existed.
+_LATER_FIELDS = {"iodepth_batch_submit": 1}
 
 
 def stream(seed: int, key: str, name: str, rep: int = 0) -> np.random.Generator:
@@ -188,8 +197,8 @@ class _Model:
         vcpus = scenario.guest_vcpus or prof.guest_vcpus
         guest_at = _placement(scenario.guest_cpus, vcpus, prof.host_cpus, "guest_cpus")
         backend_at = _placement(d.cpus, d.threads, prof.host_cpus, f"design {d.name} cpus")
-        prof.check_engine(d.engine, d.name)
-        costs = Costs(prof, d.context, rng_for, d.engine)
+        prof.check_engine(d.pricing, d.name)
+        costs = Costs(prof, d.context, rng_for, d.pricing)
         served = d.served()
         tags_level = stats.level("guest.tag_wait")
         self.queues: list[DeviceQueue] = []
@@ -215,21 +224,22 @@ class _Model:
         self.rec = rec = Recorder(env, self.warm_end, capacity)
         self.threads = []
         for name, role, at in zip(d.thread_names, d.roles, backend_at, strict=True):
-            poll_us = math.inf if role == "poll" else d.poll_us
-            t = Thread(env, name, cpus, at, poll_us, latency, stats)
-            t.poll_max_us = d.poll_max_us if role != "poll" else 0.0
+            spins = role in SPINNING_ROLES
+            t = Thread(env, name, cpus, at, math.inf if spins else d.poll_us, latency, stats)
+            t.poll_max_us = 0.0 if spins else d.poll_max_us
             self.threads.append(t)
-        spinners = d.roles.count("poll")
+        spinners = sum(d.roles.count(r) for r in SPINNING_ROLES)
         if spinners and spinners >= prof.host_cpus:
             raise ConfigError(
                 f"design {d.name}: {spinners} poll-mode thread(s) need a host CPU each and one "
                 f"left for the guest; the profile has {prof.host_cpus}"
             )
-        if prof.backend_lock:
+        if prof.backend_lock:  # the reference's GIL: a kernel SQ thread does not take it
             lock = Lock()
-            for t in self.threads:
-                t.lock = lock
-        reapers = d.completers
+            for t, role in zip(self.threads, d.roles, strict=True):
+                if role != "sqpoll":
+                    t.lock = lock
+        reapers, sqs = d.completers, d.sq_threads
         self.backend = Backend(
             env,
             d,
@@ -241,6 +251,7 @@ class _Model:
                 stats.level(indexed("aio", i, len(reapers)) + ".completed")
                 for i in range(len(reapers))
             ],
+            [stats.level(indexed("sq", i, len(sqs)) + ".pending") for i in range(len(sqs))],
         )
         # I/Os between fio's submit start and its reap, per job (guest.active: all of them)
         jobs = [
@@ -316,7 +327,9 @@ class _Model:
             "signals": sum(vq.signals for vq in vqs),
             "signals_suppressed": sum(vq.signals_suppressed for vq in vqs),
             "interrupts": sum(v.irqs for v in vcpus),
+            "guest_submits": sum(v.submits for v in vcpus),
             "submit_calls": backend.submit_calls,
+            "sq_batches": backend.sq_batches,
             "reap_calls": backend.reap_calls,
             "disk_served": self.disk.served,
         }

@@ -309,6 +309,7 @@ class FioJob:
     ramp_time: float  # seconds
     size: int | None
     number_ios: int | None
+    iodepth_batch_submit: int  # fio's iodepth_batch_submit (alias iodepth_batch), default 1
     ioengine: str | None  # None: fio's default engine
     direct: bool
     directions: dict[str, DirectionStats]  # only directions with total_ios > 0
@@ -339,6 +340,7 @@ class FioJob:
             "number_ios": self.number_ios,
             "runtime": self.runtime,
             "ramp_time": self.ramp_time,
+            "iodepth_batch_submit": self.iodepth_batch_submit,
         }
         if self.size is not None:
             fields["size"] = self.size
@@ -529,6 +531,12 @@ def _job(obj: Any, index: int, global_options: Mapping[str, str]) -> FioJob:
         ramp_time=_seconds(opts.get("ramp_time", "0"), "ramp_time", path),
         size=size,
         number_ios=number_ios if number_ios > 0 else None,
+        iodepth_batch_submit=_opt_int(
+            opts,
+            "iodepth_batch_submit" if "iodepth_batch_submit" in opts else "iodepth_batch",
+            1,
+            path,
+        ),
         ioengine=opts.get("ioengine"),
         direct=opts.get("direct", "0").strip() in ("1", "true") or opts.get("buffered") == "0",
         directions=directions,

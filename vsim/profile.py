@@ -85,7 +85,7 @@ class Profile:
             raise ConfigError(
                 f"design {design} runs on {engine}, but profile {self.name} has no "
                 f"costs.{missing[0]} (calibrate from a dataset whose microbenchmarks include "
-                f"io_uring: vsim calibrate --measure)"
+                f"{engine}: vsim calibrate --measure)"
             )
 
     def host_cost(self, op: str, context: str, engine: str) -> Dist:
@@ -203,7 +203,7 @@ def _parse(data: dict[str, Any], source: str) -> Profile:
         raise ProfileError(f"device.queue_size.value: expected a power of 2, got {qsize}")
     costs_t = _table(data, "costs", "")
     costs: dict[str, dict[str, Dist]] = {}
-    engine_ops = tuple(k for ops in ENGINE_OPS.values() for k in ops.values())
+    engine_ops = tuple(dict.fromkeys(k for ops in ENGINE_OPS.values() for k in ops.values()))
     for op in GUEST_OPS + HOST_OPS + OPTIONAL_OPS + OPTIONAL_HOST_OPS + engine_ops:
         t = costs_t.get(op)
         if t is None and op in engine_ops:
@@ -334,7 +334,7 @@ def synthetic_profile(
     """A profile document for an exact, analysable configuration (oracles, what-ifs, tests):
     every cost zero unless given, the disk a fixed 100 us server; load it with
     Profile.from_dict."""
-    engine_ops = [k for ops in ENGINE_OPS.values() for k in ops.values()]
+    engine_ops = list(dict.fromkeys(k for ops in ENGINE_OPS.values() for k in ops.values()))
     c: dict[str, Any] = {op: _zero() for op in [*GUEST_OPS, *HOST_OPS, *engine_ops]}
     for op, spec in (costs or {}).items():
         c[op] = derived(spec)

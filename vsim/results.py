@@ -118,6 +118,8 @@ class Result:
         }
         if w.rw in ("rw", "readwrite", "randrw"):
             opts["rwmixread"] = w.rwmixread
+        if w.iodepth_batch_submit != 1:
+            opts["iodepth_batch_submit"] = w.iodepth_batch_submit
         if w.number_ios is not None:
             opts["number_ios"] = w.number_ios
         if w.runtime is not None:
@@ -170,6 +172,7 @@ class Result:
                 "bs": w.bs,
                 "iodepth": w.iodepth,
                 "numjobs": w.numjobs,
+                "iodepth_batch_submit": w.iodepth_batch_submit,
                 "guest_vcpus": self.guest_vcpus,
                 "seed": self.seed,
                 "ios": n,
@@ -206,8 +209,9 @@ class Result:
 
         A backend thread's queue is the work only it can do: the available rings (requests not
         yet popped) of the queues it submits for, reaped-but-unhandled AIO completions of the
-        context it completes on (an IOThread has both); a vCPU's is the used rings of the
-        queues whose interrupts it takes.
+        context it completes on (an IOThread has both); an SQ thread's the SQEs queued on its
+        ring and not yet taken; a vCPU's is the used rings of the queues whose interrupts it
+        takes.
         """
         lv = self.levels
         d = self.scenario.design
@@ -225,6 +229,9 @@ class Result:
             out[names[c]] = (
                 out.get(names[c], 0.0) + lv[indexed("aio", i, len(reapers)) + ".completed"]
             )
+        sqs = d.sq_threads
+        for i, k in enumerate(sqs.values()):
+            out[names[k]] = lv[indexed("sq", i, len(sqs)) + ".pending"]
         return out
 
     def job_iops_min_pct(self) -> float:

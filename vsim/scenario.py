@@ -18,6 +18,7 @@ __all__ = [
     "ROLES",
     "RW_MODES",
     "SECTOR",
+    "SPINNING_ROLES",
     "Context",
     "Design",
     "Role",
@@ -55,7 +56,11 @@ class Workload:
 
     Run length is ``number_ios`` (I/Os counted after warm-up, per job) or ``runtime`` (simulated
     seconds after warm-up), whichever comes first when both are given (as in fio);
-    ``ramp_time`` (seconds) is excluded from statistics as in fio.
+    ``ramp_time`` (seconds) is excluded from statistics as in fio. ``iodepth_batch_submit``:
+    a job queues its I/Os and submits them in one io_submit when this many are queued, or when
+    its queue is full (fio's td_io_queue and the commit before it waits); the guest's blk-mq
+    then hands the plugged batch to virtio-blk's queue_rqs, which adds every request and kicks
+    once (virtio_queue_rqs, drivers/block/virtio_blk.c).
     """
 
     rw: str = "randread"
@@ -67,6 +72,7 @@ class Workload:
     runtime: float | None = None
     ramp_time: float = 0.0
     size: int = 1 << 30
+    iodepth_batch_submit: int = 1
 
     def __post_init__(self) -> None:
         if self.rw not in RW_MODES:
@@ -96,6 +102,17 @@ class Workload:
             )
         if self.size < self.bs or self.size % SECTOR:
             raise ConfigError(f"size must be a multiple of {SECTOR} and >= bs, got {self.size}")
+        b = self.iodepth_batch_submit
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= MAX_IODEPTH:
+            raise ConfigError(
+                f"iodepth_batch_submit must be within 0..{MAX_IODEPTH} (0: iodepth), got {b!r}"
+            )
+
+    @property
+    def submit_batch(self) -> int:
+        """I/Os per io_submit (fio's iodepth_batch_submit; 0 means iodepth, and a batch never
+        exceeds iodepth): the guest driver adds them all, then notifies the device once."""
+        return min(self.iodepth_batch_submit or self.iodepth, self.iodepth)
 
     @property
     def random(self) -> bool:
@@ -120,12 +137,19 @@ class Workload:
 
 Context = Literal["user", "kernel"]
 Signal = Literal["per-completion", "batched"]
-Role = Literal["both", "submit", "complete", "poll"]
+Role = Literal["both", "submit", "complete", "poll", "sqpoll"]
 Engine = Literal["native", "io_uring"]
 ENGINES = ("native", "io_uring")  # the host engines the model prices (vsim.models.syscalls)
-ROLES: tuple[Role, ...] = ("both", "submit", "complete", "poll")
+ROLES: tuple[Role, ...] = ("both", "submit", "complete", "poll", "sqpoll")
+SPINNING_ROLES: tuple[Role, ...] = ("poll", "sqpoll")  # threads that never block
 # What a thread of each role is called in results (a role held by several threads is numbered).
-_ROLE_NAMES = {"both": "iothread", "submit": "submitter", "complete": "completer", "poll": "poller"}
+_ROLE_NAMES = {
+    "both": "iothread",
+    "submit": "submitter",
+    "complete": "completer",
+    "poll": "poller",
+    "sqpoll": "sqpoll",
+}
 MAX_QUEUES = 65535  # the virtio-pci common configuration's num_queues is a 16-bit field
 MAX_BACKEND_THREADS = 1024  # a bound on the model's size, far beyond any real device's threads
 MAX_VCPUS = 1024  # KVM_MAX_VCPUS on x86 (arch/x86/include/asm/kvm_host.h, Linux 5.15+)
@@ -139,7 +163,11 @@ class Design:
       on its completions (QEMU's IOThread); "submit" pops the available ring and submits (kick);
       "complete" reaps, pushes used entries and signals (AIO completion); "poll" does both
       without ever waiting: it spins on its rings and completions, and never re-enables kicks
-      (a poll-mode vhost-user-blk backend).
+      (a poll-mode vhost-user-blk backend); "sqpoll" is io_uring's kernel SQ thread
+      (IORING_SETUP_SQPOLL): it spins on the SQ ring of a completing thread's io_uring and
+      submits what the thread queued there, which then needs no io_uring_enter. The i-th
+      "sqpoll" thread serves the ring of the i-th thread that reaps (see `completers`); with
+      any, every ring has one.
     queues: virtqueues of the device (the guest uses at most one per vCPU, as Linux does).
     mapping: per queue, the threads serving it (indices into roles): one "both" or "poll"
       thread, or a "submit" and a "complete" thread; None spreads the queues round-robin over
@@ -212,8 +240,16 @@ class Design:
             raise ConfigError(f"{where}: cpus needs one entry per thread ({self.threads})")
         served = self.served()
         for k, role in enumerate(self.roles):
-            if not any(k in q for q in served):
+            if role != "sqpoll" and not any(k in q for q in served):
                 raise ConfigError(f"{where}: thread {k} ({role}) serves no queue")
+        sq = self.roles.count("sqpoll")
+        if sq and self.engine != "io_uring":
+            raise ConfigError(f"{where}: an sqpoll thread needs engine io_uring")
+        if sq and sq != len(self.completers):
+            raise ConfigError(
+                f"{where}: {sq} sqpoll thread(s) for {len(self.completers)} io_uring ring(s) "
+                "(one per thread that reaps)"
+            )
 
     @property
     def threads(self) -> int:
@@ -235,11 +271,24 @@ class Design:
         numbered in this order: aio0, aio1, ...)."""
         return tuple(sorted({c for _, c in self.served()}))
 
+    @property
+    def sq_threads(self) -> dict[int, int]:
+        """Per thread that reaps (its io_uring's owner), the sqpoll thread serving its SQ
+        ring, paired by rank; empty without SQPOLL."""
+        sq = [k for k, r in enumerate(self.roles) if r == "sqpoll"]
+        return dict(zip(self.completers, sq, strict=False)) if sq else {}
+
+    @property
+    def pricing(self) -> str:
+        """The key of the costs the design's host threads pay (vsim.models.syscalls.ENGINE_OPS):
+        its engine, or io_uring-sqpoll with sqpoll threads."""
+        return "io_uring-sqpoll" if "sqpoll" in self.roles else self.engine
+
     def served(self) -> tuple[tuple[int, int], ...]:
         """Per queue, (the thread that pops and submits, the thread that reaps and signals)."""
         where = f"design {self.name!r}"
         roles = self.roles
-        submitters = [k for k, r in enumerate(roles) if r != "complete"]
+        submitters = [k for k, r in enumerate(roles) if r not in ("complete", "sqpoll")]
         completers = [k for k, r in enumerate(roles) if r == "complete"]
         if not submitters:
             raise ConfigError(f"{where}: no thread pops the available ring (roles {roles})")
@@ -323,6 +372,18 @@ DESIGNS: dict[str, Design] = {
     "qemu-iothread-uring": replace(
         _QEMU_IOTHREAD,
         name="qemu-iothread-uring",
+        engine="io_uring",
+        submit_max=LURING_MAX_ENTRIES,
+        poll_max_us=IOTHREAD_POLL_MAX_US,
+    ),
+    # The same IOThread on an io_uring set up with SQPOLL (fio's sqthread_poll): a kernel SQ
+    # thread spins on the SQ ring and submits (io_uring/sqpoll.c io_sq_thread), so the IOThread
+    # queues SQEs without io_uring_enter. QEMU itself does not ask for it (block/io_uring.c
+    # luring_init: io_uring_queue_init(MAX_ENTRIES, ring, 0)): this is what it would buy.
+    "iothread-uring-sqpoll": replace(
+        _QEMU_IOTHREAD,
+        name="iothread-uring-sqpoll",
+        roles=("both", "sqpoll"),
         engine="io_uring",
         submit_max=LURING_MAX_ENTRIES,
         poll_max_us=IOTHREAD_POLL_MAX_US,

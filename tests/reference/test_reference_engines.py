@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 import select
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,48 @@ def test_tmpfs_is_refused() -> None:
     with pytest.raises(UnavailableError, match="tmpfs"):
         create_scratch("/dev/shm", 1 << 20)
     assert set(os.listdir("/dev/shm")) == before
+
+
+def _sq_threads() -> list[str]:
+    """The io_uring SQ threads of this process (the kernel names them iou-sqp-PID)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread exited meanwhile
+            continue
+    return [n for n in names if n.startswith("iou-sqp")]
+
+
+def test_sqpoll_submits_through_a_kernel_thread_without_io_uring_enter(
+    scratch: Target, memory: tuple[mmap.mmap, int]
+) -> None:
+    """IORING_SETUP_SQPOLL: the kernel's SQ thread (a thread of this process) takes the SQEs
+    off the ring: reads land with no io_uring_enter but the ones that woke it, and the
+    thread is gone when the engine closes."""
+    buf, base = memory
+    before = _sq_threads()
+    with open_engine("io_uring", scratch.fd, 4, sqpoll=True) as eng:
+        deadline = time.monotonic() + 5.0  # the thread names itself once it runs
+        while len(_sq_threads()) == len(before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_sq_threads()) == len(before) + 1
+        for rnd in range(3):
+            offsets = [4096 * (4 * rnd + k) for k in range(4)]
+            eng.submit(
+                [IoRequest(k, False, base + k * PAGE, 4096, o) for k, o in enumerate(offsets)]
+            )
+            assert sorted(wait_all(eng, 4)) == [Completion(k, 4096) for k in range(4)]
+            data = np.frombuffer(buf, dtype=np.uint64)
+            for k, o in enumerate(offsets):
+                start = k * PAGE // 8
+                assert bad_sectors(data[start : start + 4096 // 8], o, (0,)) == 0
+            del data
+        assert eng.submit_calls == eng.wakeups <= 3  # SQ thread asleep: woken by a call
+    deadline = time.monotonic() + 5.0  # the kernel reaps it asynchronously (io_uring exit)
+    while _sq_threads() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _sq_threads() == before
+    with pytest.raises(ConfigError, match="sqpoll needs the io_uring engine"):
+        open_engine("native", scratch.fd, 4, sqpoll=True)

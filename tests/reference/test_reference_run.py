@@ -286,3 +286,31 @@ def test_an_io_uring_design_runs_on_io_uring(disk_dir: Path) -> None:
     with pytest.raises(ConfigError, match="runs on io_uring; --engine native contradicts it"):
         run(wl, "qemu-iothread-uring", engine="native", directory=disk_dir)
     assert list(disk_dir.iterdir()) == []
+
+
+def test_an_sqpoll_design_submits_without_system_calls(disk_dir: Path) -> None:
+    """iothread-uring-sqpoll: the IOThread queues SQEs and the kernel's SQ thread (no Python
+    thread of the backend) submits them: the run completes, verified, with no io_uring_enter
+    beyond the ones that woke the SQ thread."""
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=N)
+    r = run(wl, "iothread-uring-sqpoll", directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, N)
+    c = r.counters
+    assert r.meta["engine"] == "io_uring" and c["verify_bad_sectors"] == 0
+    assert c["io_submit_calls"] == c["sq_wakeups"] <= 2
+    assert c["iothread.requests"] >= N and c["sqpoll.requests"] == 0
+    assert list(disk_dir.iterdir()) == []
+
+
+def test_the_guest_submits_in_batches_with_one_kick_each(disk_dir: Path) -> None:
+    """iodepth_batch_submit 4 at iodepth 4: the first fill is one io_submit, so its four I/Os
+    return together (one kick_ns) and at most one of them carries a kick; the earlier ones
+    waited for the later ones (slat falls along the batch)."""
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=N, iodepth_batch_submit=4)
+    r = run(wl, "virtio-blk-batched", directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, N)
+    first = slice(0, 4)
+    assert len(set(r.stages["kick_ns"][first].tolist())) == 1
+    assert int(r.kicked[first].sum()) <= 1
+    assert r.slat_ns[0] > r.slat_ns[3]
+    assert r.counters["guest_kicks"] < r.total_ios

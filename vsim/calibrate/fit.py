@@ -119,7 +119,8 @@ def apply(doc: dict[str, Any], params: list[FreeParam], values: np.ndarray) -> d
 
 # The backend's per-request operations (vsim.models.syscalls names) a residual fit scales.
 # io_uring's submission costs (when the profile has them) scale with Linux AIO's: the factor is
-# the reference backend's Python threads' overhead, not the engine's.
+# the reference backend's Python threads' overhead, not the engine's; SQPOLL's with them (the
+# SQ thread's are differences of the scaled ones).
 _BACKEND_OPS = (
     "pop",
     "pop_cold",
@@ -130,6 +131,10 @@ _BACKEND_OPS = (
     "signal",
     "uring_submit_call",
     "uring_submit_sqe",
+    "uring_sqpoll_call",
+    "uring_sqpoll_sqe",
+    "uring_sq_call",
+    "uring_sq_sqe",
 )
 # The numbers of a trace calibration that its traces read least directly, freed for a fit to
 # the calibration points (vsim calibrate DIR --fit). Each: (name, paths, mode, bounds, why).

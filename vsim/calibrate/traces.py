@@ -604,6 +604,38 @@ def _uring_costs(mb: dict[str, np.ndarray], mbsrc: str, notes: list[str]) -> dic
             )
         ),
         "uring_reap_event": _both(_fixed(cqe, mbsrc, "per CQE read off the ring in a batch")),
+    } | _sqpoll_costs(mb, med, mbsrc, notes)
+
+
+SQPOLL_MICROBENCH = ("uring_sqpoll_submit", "uring_sqpoll_per_sqe")
+
+
+def _sqpoll_costs(
+    mb: dict[str, np.ndarray], med: dict[str, float], mbsrc: str, notes: list[str]
+) -> dict[str, Any]:
+    """SQPOLL's costs (vsim.models.syscalls.ENGINE_OPS["io_uring-sqpoll"]) when measured: the
+    submitting thread's SQE writes and tail store as timed; the kernel SQ thread's share as
+    what io_uring_enter costs beyond them, per call and per SQE (an upper bound: the system
+    call's own entry and its Python wrapper count in it)."""
+    missing = [n for n in SQPOLL_MICROBENCH if n not in mb or mb[n].size == 0]
+    if missing:
+        notes.append(
+            f"no SQPOLL costs: microbenchmark {missing[0]} missing (designs with an sqpoll "
+            "thread are refused with this profile)"
+        )
+        return {}
+    sqe = float(np.median(mb["uring_sqpoll_per_sqe"]))
+    call = max(float(np.median(mb["uring_sqpoll_submit"])) - sqe, 0.0)
+    enter_sqe = med["uring_submit_per_sqe"]
+    enter_call = max(med["uring_submit"] - enter_sqe, 0.0)
+    why = "io_uring_enter's cost beyond the SQPOLL ring's, "
+    return {
+        "uring_sqpoll_call": _both(
+            _fixed(call, mbsrc, "queueing one read on an SQPOLL ring minus one SQE in a batch")
+        ),
+        "uring_sqpoll_sqe": _both(_fixed(sqe, mbsrc, "per SQE queued on an SQPOLL ring")),
+        "uring_sq_call": _both(_fixed(max(enter_call - call, 0.0), mbsrc, why + "per call")),
+        "uring_sq_sqe": _both(_fixed(max(enter_sqe - sqe, 0.0), mbsrc, why + "per SQE")),
     }
 
 

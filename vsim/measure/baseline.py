@@ -57,6 +57,8 @@ def fio_command(w: Workload, filename: str | Path, runtime: float, size: int) ->
         cmd.append(f"--ramp_time={w.ramp_time:g}")
     if w.numjobs > 1:
         cmd += [f"--numjobs={w.numjobs}", "--group_reporting"]
+    if w.iodepth_batch_submit != 1:
+        cmd.append(f"--iodepth_batch_submit={w.iodepth_batch_submit}")
     return cmd
 
 

@@ -99,6 +99,7 @@ class Campaign:
     iodepths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     numjobs: tuple[int, ...] = (1,)
     guest_vcpus: int = 1
+    iodepth_batch_submit: int = 1  # the guest's I/Os per io_submit (fio's option), every point
     placements: tuple[str, ...] = (FREE,)
     runtime: float | None = None
     ramp_time: float = 0.0
@@ -177,6 +178,7 @@ class Campaign:
                 runtime=self.seconds,
                 ramp_time=self.ramp_time,
                 size=self.size,
+                iodepth_batch_submit=self.iodepth_batch_submit,
             )
             for rw in self.rws
             for bs in self.bss
@@ -261,6 +263,8 @@ def record_fio_json(
     }
     if w.ramp_time:
         opts["ramp_time"] = w.ramp_time
+    if w.iodepth_batch_submit != 1:
+        opts["iodepth_batch_submit"] = w.iodepth_batch_submit
     job = {"jobname": design_name, "elapsed_s": record.runtime_s, "options": opts, **samples}
     doc = fio_json([job], timestamp=int(record.meta.get("start_time", 0)))
     doc["fio version"] = "vsim-reference"

@@ -33,6 +33,18 @@ class _Reaper:
         self.level = level
 
 
+class _SqRing:
+    """An io_uring's SQ ring under SQPOLL: what its owner queued and the kernel SQ thread has
+    not yet taken, and the tail moves the SQ thread spins on."""
+
+    __slots__ = ("level", "pending", "tail")
+
+    def __init__(self, name: str, level: Level) -> None:
+        self.pending: list[tuple[IO, DeviceQueue]] = []
+        self.tail = Notifier(name)
+        self.level = level  # SQEs queued and not yet taken
+
+
 class Backend:
     """The device side of the virtqueues: pops requests, submits them to the disk (Linux AIO),
     reaps completions, pushes used entries and signals the guest.
@@ -42,6 +54,8 @@ class Backend:
     on kicks only and a "complete" thread on completions only (the seed's vhost-blk); a "poll"
     thread never blocks: it spins on its rings and its completions. Each queue's requests
     complete on the AIO context of the thread that serves its completions (Design.served).
+    With SQPOLL, a thread queues its submissions on its io_uring's SQ ring and that ring's
+    "sqpoll" thread, spinning, submits them (io_uring/sqpoll.c io_sq_thread).
     """
 
     def __init__(
@@ -53,6 +67,7 @@ class Backend:
         disk: Disk,
         costs: Costs,
         levels: list[Level],
+        sq_levels: list[Level] | None = None,
     ) -> None:
         self.env = env
         self.design = design
@@ -70,7 +85,16 @@ class Backend:
             [q for q, (s, _) in zip(queues, served, strict=True) if s == k]
             for k in range(len(threads))
         ]
+        # Per queue, the SQ ring its submissions go to (SQPOLL: the ring of the thread that
+        # reaps them), or None: the submitter submits itself.
+        sq_of = design.sq_threads
+        self._rings = {
+            k: _SqRing(f"sq{i}", level)
+            for i, (k, level) in enumerate(zip(sq_of.values(), sq_levels or [], strict=True))
+        }
+        self._sq_ring = [self._rings[sq_of[c]] if sq_of else None for _, c in served]
         self.submit_calls = 0
+        self.sq_batches = 0  # batches the SQ threads took off their rings
         self.reap_calls = 0
         self.largest_batch = 0  # the most requests one io_submit carried
         self.requests = [0] * len(threads)  # per thread: requests it popped
@@ -80,7 +104,9 @@ class Backend:
     def processes(self) -> list[Proc]:
         """The SimPy processes of the backend's threads, in thread order."""
         return [
-            self._loop(k, t, role, self._submits[k], self.reapers.get(k))
+            self._sq_loop(t, self._rings[k])
+            if role == "sqpoll"
+            else self._loop(k, t, role, self._submits[k], self.reapers.get(k))
             for k, (t, role) in enumerate(zip(self.threads, self.design.roles, strict=True))
         ]
 
@@ -119,6 +145,22 @@ class Backend:
             if carry:
                 yield carry
 
+    def _sq_loop(self, t: Thread, ring: _SqRing) -> Proc:
+        """A kernel SQ thread: spin on the SQ tail, take everything queued and submit it, the
+        batch reaching the disk at once at the end (a plugged submission, as io_submit's)."""
+        c = self.costs
+        yield from t.start()
+        while True:
+            yield from t.wait([ring.tail])
+            ring.tail.consume()
+            while ring.pending:
+                batch, ring.pending = ring.pending, []
+                ring.level.set(0, self.env.now)
+                yield c.sq_call() + sum(c.sq_sqe() for _ in batch)
+                self.sq_batches += 1
+                for io, q in batch:
+                    self._to_disk(io, q)
+
     # -- request handling --------------------------------------------------------------------
     def _handle_avail(
         self, k: int, t: Thread, q: DeviceQueue, carry: float, poll: bool
@@ -131,6 +173,7 @@ class Backend:
         env = self.env
         vq = q.vq
         cold, t.cold = t.cold, False
+        ring = self._sq_ring[q.index]
         if self.design.submit_batch:
             # QEMU's virtio_blk_handle_vq inside defer_call_begin/end: pop until the ring is
             # empty with kicks re-enabled (a poller leaves them off), queueing the requests;
@@ -168,15 +211,14 @@ class Backend:
                 held = t_pop - env.now + c.submit_call()
                 inside = c.submit_iocb() + (c.submit_cold() if cold else 0.0)
                 cold = False
-                if t.lock is None:
+                if t.lock is None or ring is not None:  # (SQPOLL: no system call)
                     yield held + inside
                 else:
                     yield from t.syscall(held, inside)
                 carry = 0.0
                 io.t_pop = t_pop
-                self.submit_calls += 1
                 self.largest_batch = 1
-                self._to_disk(io, q)
+                self._hand_off([io], q)
             if popped_n:
                 self.drains[k] += 1
             if (not vq.avail) if poll else vq.enable_notify():
@@ -189,15 +231,27 @@ class Backend:
         c = self.costs
         held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
         inside += c.submit_cold() if cold else 0.0
-        if t.lock is None:
+        # (SQPOLL: SQE writes in user space, no system call to drop the lock in)
+        if t.lock is None or self._sq_ring[q.index] is not None:
             yield held + inside
         else:
             yield from t.syscall(held, inside)
-        self.submit_calls += 1
         self.requests[k] += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
-        for io in batch:
-            self._to_disk(io, q)
+        self._hand_off(batch, q)
+
+    def _hand_off(self, batch: list[IO], q: DeviceQueue) -> None:
+        """The submitted requests go to the disk (one io_submit or io_uring_enter), or, under
+        SQPOLL, onto the SQ ring for its kernel thread (no system call)."""
+        ring = self._sq_ring[q.index]
+        if ring is None:
+            self.submit_calls += 1
+            for io in batch:
+                self._to_disk(io, q)
+            return
+        ring.pending.extend((io, q) for io in batch)
+        ring.level.add(len(batch), self.env.now)
+        ring.tail.signal()
 
     def _to_disk(self, io: IO, q: DeviceQueue) -> None:
         io.t_sub = self.env.now

@@ -69,6 +69,8 @@ class FioJob:
         self.inflight = 0  # submitted and not yet reaped (fio's cur_depth)
         self.done: deque[IO] = deque()
         self.blocked: IO | None = None  # inside io_submit, waiting for a free tag
+        self.batch = w.submit_batch  # I/Os per io_submit (fio's iodepth_batch_submit)
+        self.queued: list[IO] = []  # added to the ring in this io_submit, not yet notified
         self.vcpu: Vcpu | None = None
         self._blocks = w.size // w.bs
         self._next = [0, 0]  # sequential position per direction (fio's last_pos[ddir])
@@ -135,6 +137,7 @@ class Vcpu:
         self.costs = costs
         self.record = record
         self.irqs = 0
+        self.submits = 0  # io_submit calls (one per batch of iodepth_batch_submit)
         for j in self.jobs:
             j.vcpu = self
 
@@ -185,10 +188,7 @@ class Vcpu:
                         continue  # io_submit still sleeps for a tag: the job cannot reap
                     io = job.blocked
                     self.tags.release(job, env.now)
-                    if self._add(io):
-                        yield c.kick()
-                        self.kick.signal()
-                    io.t_issue = env.now
+                    yield from self._add(job, io)
                     worked = True
                 if job.inflight >= job.w.iodepth:  # fio reaps when its queue is full ...
                     # ... what completed, each reap followed by a submission: once the free
@@ -214,10 +214,7 @@ class Vcpu:
                         job.inflight += 1
                         yield t_done - env.now + c.guest_submit()
                         self.record(io)
-                        if self._add(nxt):
-                            yield c.kick()
-                            self.kick.signal()
-                        nxt.t_issue = env.now
+                        yield from self._add(job, nxt)
                 if carry:
                     yield carry
                     carry = 0.0
@@ -231,20 +228,36 @@ class Vcpu:
                     # No free tag, or others wait for one first: io_submit sleeps until
                     # one frees (the job resumes above, after an interrupt).
                     if not vq.can_add() or self.tags.jobs:
+                        yield from self._flush(job)  # (the batch so far is in the ring)
                         self.tags.wait(job, io, env.now)
                         break
-                    if self._add(io):
-                        yield c.kick()
-                        self.kick.signal()
-                    io.t_issue = env.now
+                    yield from self._add(job, io)
+                yield from self._flush(job)  # the queue is full: fio commits what it queued
             if carry:
                 yield carry
             if not worked:
                 yield from t.wait(fds)
 
-    def _add(self, io: IO) -> bool:
-        """Make io available to the device; True when the driver must kick (not suppressed)."""
+    def _add(self, job: FioJob, io: IO) -> Proc:
+        """Make io available to the device; once the job's batch is complete (one request
+        without iodepth_batch_submit), notify the device unless suppressed."""
         self.vq.add(io)
         if self.ring is not None:
             self.ring.signal()
-        return self.vq.kick_prepare()
+        job.queued.append(io)
+        if len(job.queued) >= job.batch:
+            yield from self._flush(job)
+
+    def _flush(self, job: FioJob) -> Proc:
+        """The end of one io_submit: one kick for the requests it added (queue_rqs: one
+        virtqueue_kick_prepare and notify per batch), which return from io_submit together."""
+        if not job.queued:
+            return
+        self.submits += 1
+        if self.vq.kick_prepare():
+            yield self.costs.kick()
+            self.kick.signal()
+        now = self.thread.env.now
+        for io in job.queued:
+            io.t_issue = now
+        job.queued.clear()

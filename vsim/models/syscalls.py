@@ -19,6 +19,7 @@ __all__ = [
     "HOST_OPS",
     "OPTIONAL_HOST_OPS",
     "OPTIONAL_OPS",
+    "SQ_OPS",
     "Costs",
     "RngFor",
     "engine_op",
@@ -50,13 +51,26 @@ HOST_OPS = (
 # no system call) instead of by io_getevents. Linux AIO ("native") prices the HOST_OPS as
 # named. These costs are optional in a profile: an io_uring design on a profile without them
 # is refused.
+#
+# With SQPOLL ("io_uring-sqpoll", Design.pricing) the submitting thread only writes SQEs and
+# moves the SQ tail (no system call: submit_call and submit_iocb price that), and the ring's
+# kernel SQ thread pays the submission itself (SQ_OPS: per batch it finds and per SQE).
+_URING = {
+    "submit_call": "uring_submit_call",
+    "submit_iocb": "uring_submit_sqe",
+    "reap_call": "uring_reap_call",
+    "reap_event": "uring_reap_event",
+}
+SQ_OPS = ("sq_call", "sq_sqe")
 ENGINE_OPS: dict[str, dict[str, str]] = {
     "native": {},
-    "io_uring": {
-        "submit_call": "uring_submit_call",
-        "submit_iocb": "uring_submit_sqe",
-        "reap_call": "uring_reap_call",
-        "reap_event": "uring_reap_event",
+    "io_uring": _URING,
+    "io_uring-sqpoll": {
+        **_URING,
+        "submit_call": "uring_sqpoll_call",
+        "submit_iocb": "uring_sqpoll_sqe",
+        "sq_call": "uring_sq_call",
+        "sq_sqe": "uring_sq_sqe",
     },
 }
 COST_DOCS = {
@@ -83,6 +97,11 @@ COST_DOCS = {
     "uring_submit_sqe": "io_uring only: one SQE inside io_uring_enter (as submit_iocb)",
     "uring_reap_call": "io_uring only: one look at the CQ ring (no system call; as reap_call)",
     "uring_reap_event": "io_uring only: one CQE read off the CQ ring (as reap_event)",
+    "uring_sqpoll_call": "io_uring SQPOLL only: queueing a batch on the SQ ring (tail store,"
+    " barrier, wake-up flag check; no system call), per batch",
+    "uring_sqpoll_sqe": "io_uring SQPOLL only: writing one SQE, per request",
+    "uring_sq_call": "io_uring SQPOLL only: the kernel SQ thread taking a batch off the SQ ring",
+    "uring_sq_sqe": "io_uring SQPOLL only: the kernel SQ thread submitting one SQE",
 }
 
 
@@ -112,6 +131,10 @@ class Costs:
         for op in HOST_OPS + OPTIONAL_HOST_OPS:
             key = engine_op(op, engine)  # the stream keeps the operation's name
             setattr(self, op, sampler(profile.cost(key, context), rng_for(f"cost.{op}.{context}")))
+        for op in SQ_OPS:  # the SQ thread's: only where the engine has one
+            if op in ENGINE_OPS[engine]:
+                key = engine_op(op, engine)
+                setattr(self, op, sampler(profile.cost(key, context), rng_for(f"cost.{op}")))
 
     guest_submit: Sampler
     kick: Sampler
@@ -129,3 +152,5 @@ class Costs:
     reap_event: Sampler
     push: Sampler
     signal: Sampler
+    sq_call: Sampler
+    sq_sqe: Sampler

@@ -181,9 +181,11 @@ class Backend:
             for _ in range(design.threads)
         ]
         names = design.thread_names
+        # (an "sqpoll" thread is the kernel's, started by its engine: io_uring_setup)
         self._threads = [
             threading.Thread(target=self._guard, args=(k,), name=names[k], daemon=True)
-            for k in range(design.threads)
+            for k, role in enumerate(design.roles)
+            if role != "sqpoll"
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -210,6 +212,10 @@ class Backend:
             self.counters[f"{name}.requests"] = tc["requests"]
         self.counters["io_submit_calls"] = sum(e.submit_calls for e in self.engines.values())
         self.counters["io_reap_calls"] = sum(e.reap_calls for e in self.engines.values())
+        if self.design.sq_threads:  # io_uring_enter calls that woke a sleeping SQ thread
+            self.counters["sq_wakeups"] = sum(
+                getattr(e, "wakeups", 0) for e in self.engines.values()
+            )
         self.counters["queues_used"] = len(self.queues)
 
     def _guard(self, index: int) -> None:

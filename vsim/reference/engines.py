@@ -28,6 +28,16 @@ def engine_name(name: str) -> str:
     return canonical
 
 
-def open_engine(name: str, fd: int, depth: int) -> IoEngine:
-    """An engine by name ("native" Linux AIO, "io_uring", "threads"); UnavailableError if absent."""
-    return _CLASSES[engine_name(name)](fd, depth)
+def open_engine(
+    name: str, fd: int, depth: int, sqpoll: bool = False, sq_cpu: int | None = None
+) -> IoEngine:
+    """An engine by name ("native" Linux AIO, "io_uring", "threads"); UnavailableError if absent.
+
+    sqpoll: io_uring with a kernel SQ thread, pinned to sq_cpu if given (ConfigError for
+    another engine)."""
+    canonical = engine_name(name)
+    if sqpoll:
+        if canonical != "io_uring":
+            raise ConfigError(f"sqpoll needs the io_uring engine, not {canonical}")
+        return UringEngine(fd, depth, sqpoll=True, sq_cpu=sq_cpu)
+    return _CLASSES[canonical](fd, depth)

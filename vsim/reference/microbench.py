@@ -56,6 +56,8 @@ BENCHMARKS = (
     "uring_submit_per_sqe",
     "uring_reap",
     "uring_reap_per_cqe",
+    "uring_sqpoll_submit",
+    "uring_sqpoll_per_sqe",
     "odirect_read",
     "odirect_write",
 )
@@ -403,7 +405,8 @@ def _io_bench(
         with _Mapped(buf) as base, AioEngine(target.fd, batch) as eng:
             _aio_bench(name, out, eng, base, page, n, bs, batch, offset)
     elif name.startswith("uring_"):
-        with _Mapped(buf) as base, UringEngine(target.fd, batch) as ring:
+        sqpoll = name.startswith("uring_sqpoll")
+        with _Mapped(buf) as base, UringEngine(target.fd, batch, sqpoll=sqpoll) as ring:
             if name == "uring_enter_nop":
                 note = "io_uring_enter submitting and reaping a NOP"
                 out.results[name] = Distribution(name, _timed(n, ring.nop_roundtrip), note)
@@ -424,7 +427,12 @@ def _uring_bench(
 ) -> None:
     """io_uring as _aio_bench prices Linux AIO: one io_uring_enter submitting one read or a
     batch, and reading ready completions off the CQ ring (no system call)."""
-    batched = ("uring_submit_batch", "uring_submit_per_sqe", "uring_reap_per_cqe")
+    batched = (
+        "uring_submit_batch",
+        "uring_submit_per_sqe",
+        "uring_reap_per_cqe",
+        "uring_sqpoll_per_sqe",
+    )
     k = batch if name in batched else 1
 
     def submit() -> None:
@@ -463,6 +471,10 @@ def _uring_bench(
         note = f"io_uring_enter submitting one {bs} B read"
     elif name == "uring_submit_batch":
         note = f"io_uring_enter submitting {k} reads of {bs} B"
+    elif name == "uring_sqpoll_submit":
+        note = f"queueing one {bs} B read on an SQPOLL ring (no io_uring_enter)"
+    elif name == "uring_sqpoll_per_sqe":
+        samples, note = samples // k, f"queueing {k} reads on an SQPOLL ring, per SQE"
     else:
         samples, note = samples // k, f"io_uring_enter submitting {k} reads, per SQE"
     out.results[name] = Distribution(name, samples, note)

@@ -144,7 +144,9 @@ def run(
             depth = workload.iodepth * sum(
                 len(jobs_of[q]) for q, (_, cq) in enumerate(served) if cq == c
             )
-            engines[c] = io = open_engine(engine, target.fd, depth)
+            sq = d.sq_threads.get(c)
+            sq_cpu = cpus[sq] if sq is not None and cpus is not None else None
+            engines[c] = io = open_engine(engine, target.fd, depth, sq is not None, sq_cpu)
             stack.callback(io.close)
         backend = Backend(d, queues, engines, region=target.region, cpus=cpus, event_idx=event_idx)
         stack.callback(backend.stop)

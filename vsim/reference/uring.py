@@ -7,6 +7,7 @@ import ctypes
 import errno
 import mmap
 import os
+import threading
 from collections.abc import Sequence
 
 from vsim.errors import UnavailableError
@@ -15,6 +16,7 @@ from vsim.reference.linux import BufferAddress, syscall, syscall_number
 
 __all__ = [
     "IORING_ENTER_GETEVENTS",
+    "IORING_ENTER_SQ_WAKEUP",
     "IORING_OFF_CQ_RING",
     "IORING_OFF_SQES",
     "IORING_OFF_SQ_RING",
@@ -22,6 +24,8 @@ __all__ = [
     "IORING_OP_READV",
     "IORING_OP_WRITEV",
     "IORING_REGISTER_EVENTFD",
+    "IORING_SETUP_SQPOLL",
+    "IORING_SQ_NEED_WAKEUP",
     "Cqe",
     "Sqe",
     "UringEngine",
@@ -31,6 +35,10 @@ IORING_OP_NOP = 0
 IORING_OP_READV = 1
 IORING_OP_WRITEV = 2
 IORING_ENTER_GETEVENTS = 1
+IORING_ENTER_SQ_WAKEUP = 2
+IORING_SETUP_SQPOLL = 2
+IORING_SETUP_SQ_AFF = 4
+IORING_SQ_NEED_WAKEUP = 1
 IORING_REGISTER_EVENTFD = 4
 IORING_OFF_SQ_RING = 0
 IORING_OFF_CQ_RING = 0x8000000
@@ -99,16 +107,38 @@ class _Iovec(ctypes.Structure):
 
 
 class UringEngine(IoEngine):
-    """io_uring with READV/WRITEV: one io_uring_enter per batch, CQEs signalled on an eventfd."""
+    """io_uring with READV/WRITEV: one io_uring_enter per batch, CQEs signalled on an eventfd.
+
+    sqpoll: the kernel's SQ thread (IORING_SETUP_SQPOLL, fio's sqthread_poll) picks the SQEs up
+    from the ring: a submission is a tail store and no system call, unless the thread went to
+    sleep after `sq_idle_ms` without work (IORING_SQ_NEED_WAKEUP: one io_uring_enter wakes it);
+    sq_cpu pins it (IORING_SETUP_SQ_AFF).
+    """
 
     name = "io_uring"
 
-    def __init__(self, fd: int, depth: int) -> None:
+    def __init__(
+        self,
+        fd: int,
+        depth: int,
+        sqpoll: bool = False,
+        sq_idle_ms: int = 0,
+        sq_cpu: int | None = None,
+    ) -> None:
         super().__init__(fd, depth)
+        self.sqpoll = sqpoll
+        self.wakeups = 0  # io_uring_enter calls that woke the SQ thread
+        self._barrier = threading.Lock()
         self._nr_enter = syscall_number("io_uring_enter")
         self._maps: list[mmap.mmap] = []
         self._anchors: list[BufferAddress] = []
         params = _Params()
+        if sqpoll:
+            # 0: the kernel's default idle time, one second (io_sq_offload_create: HZ)
+            params.flags, params.sq_thread_idle = IORING_SETUP_SQPOLL, sq_idle_ms
+            if sq_cpu is not None:  # pin the SQ thread
+                params.flags |= IORING_SETUP_SQ_AFF
+                params.sq_thread_cpu = sq_cpu
         setup = syscall_number("io_uring_setup")
         ring_fd = syscall(setup, ctypes.c_uint(depth), ctypes.byref(params))
         if ring_fd < 0:
@@ -154,6 +184,7 @@ class UringEngine(IoEngine):
         cq = self._map(p.cq_off.cqes + ctypes.sizeof(Cqe) * p.cq_entries, IORING_OFF_CQ_RING)
         sqes = self._map(ctypes.sizeof(Sqe) * p.sq_entries, IORING_OFF_SQES)
         self._sq_tail = ctypes.c_uint32.from_address(sq + p.sq_off.tail)
+        self._sq_flags = ctypes.c_uint32.from_address(sq + p.sq_off.flags)
         self._sq_mask = ctypes.c_uint32.from_address(sq + p.sq_off.ring_mask).value
         self._sq_entries = p.sq_entries
         array = (ctypes.c_uint32 * p.sq_entries).from_address(sq + p.sq_off.array)
@@ -206,7 +237,16 @@ class UringEngine(IoEngine):
         self._tail = tail
         self._sq_tail.value = tail  # x86 TSO: SQE stores are visible before the tail store
         self._submitted += n
-        self._enter(n, 0, 0)
+        if not self.sqpoll:
+            self._enter(n, 0, 0)
+            return
+        # The tail store must be visible before the flags are read (liburing's io_uring_smp_mb
+        # in sq_ring_needs_enter): a lock's atomic exchange is a full barrier on x86.
+        with self._barrier:
+            pass
+        if self._sq_flags.value & IORING_SQ_NEED_WAKEUP:
+            self.wakeups += 1
+            self._enter(0, 0, IORING_ENTER_SQ_WAKEUP)
 
     def reap(self) -> list[Completion]:
         out = self._take_failed()
@@ -245,7 +285,7 @@ class UringEngine(IoEngine):
     def _release(self) -> None:
         for anchor in self._anchors:
             anchor.release()
-        for attr in ("_sq_tail", "_sqes", "_cq_head", "_cq_tail", "_cqes"):
+        for attr in ("_sq_tail", "_sq_flags", "_sqes", "_cq_head", "_cq_tail", "_cqes"):
             self.__dict__.pop(attr, None)
         for m in self._maps:
             with contextlib.suppress(BufferError):
