@@ -177,6 +177,19 @@ def test_calibrate_from_reference_runs(tmp_path: Path):
     assert r.iops > 0
     with pytest.raises(ConfigError, match="calibration point"):
         calibrate_from_runs([ds], use={"iodepth": [64]}, name="x")
+    # io_uring's and SQPOLL's costs from their microbenchmarks: the SQ thread's are what
+    # io_uring_enter costs beyond the SQPOLL ring's user-side work.
+    assert prof.prices("io_uring") and prof.prices("io_uring-sqpoll")
+    cost = lambda op: prof.costs[op]["user"].mean  # noqa: E731
+    assert cost("uring_sq_sqe") == pytest.approx(
+        max(cost("uring_submit_sqe") - cost("uring_sqpoll_sqe"), 0.0), abs=2e-3
+    )
+    for p in (ds / "microbench").glob("uring_sqpoll_*.npy"):
+        p.unlink()
+    older = calibrate_from_runs([ds], use={"iodepth": [1]}, name="older")
+    assert any("no SQPOLL costs: microbenchmark uring_sqpoll" in n for n in older.notes)
+    assert "uring_sqpoll_call" not in older.document["costs"]
+    assert "uring_submit_call" in older.document["costs"]
 
 
 LOCAL = Path(__file__).resolve().parent.parent / "validation" / "local"

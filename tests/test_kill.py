@@ -150,11 +150,13 @@ def _disk_dir(tmp_path: Path) -> Path:
     return d
 
 
+# (iothread-uring-sqpoll: the backend's io_uring has a kernel SQ thread of its own)
+@pytest.mark.parametrize("design", ["vhost-blk", "iothread-uring-sqpoll"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
-def test_measure_leaves_no_guest_and_no_scratch_file(sig: int, tmp_path: Path) -> None:
+def test_measure_leaves_no_guest_and_no_scratch_file(sig: int, design: str, tmp_path: Path) -> None:
     scratch = _disk_dir(tmp_path)
     proc = start(
-        "measure", "--design", "vhost-blk", "--iodepth", "4", "--runtime", "30", "--repeat",
+        "measure", "--design", design, "--iodepth", "4", "--runtime", "30", "--repeat",
         "1", "--size", "16m", "--dir", str(scratch), "--out", str(tmp_path / "ds"), cwd=tmp_path,
     )  # fmt: skip
     kids: set[int] = set()

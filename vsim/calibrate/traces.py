@@ -575,15 +575,24 @@ def _costs_table(inp: _Inputs, notes: list[str]) -> dict[str, Any]:
 URING_MICROBENCH = ("uring_submit", "uring_submit_per_sqe", "uring_reap", "uring_reap_per_cqe")
 
 
+def _measured(
+    mb: dict[str, np.ndarray], names: tuple[str, ...], what: str, refused: str, notes: list[str]
+) -> bool:
+    """Whether every microbenchmark of `names` has samples; if not, a note says which is
+    missing and that the profile will refuse the designs that need them."""
+    missing = [n for n in names if n not in mb or mb[n].size == 0]
+    if missing:
+        notes.append(
+            f"no {what} costs: microbenchmark {missing[0]} missing ({refused} are refused "
+            "with this profile)"
+        )
+    return not missing
+
+
 def _uring_costs(mb: dict[str, np.ndarray], mbsrc: str, notes: list[str]) -> dict[str, Any]:
     """The io_uring costs when the microbenchmarks have them, else none (and a note: the
     profile then refuses io_uring designs)."""
-    missing = [n for n in URING_MICROBENCH if n not in mb or mb[n].size == 0]
-    if missing:
-        notes.append(
-            f"no io_uring costs: microbenchmark {missing[0]} missing (designs on io_uring "
-            "are refused with this profile)"
-        )
+    if not _measured(mb, URING_MICROBENCH, "io_uring", "designs on io_uring", notes):
         return {}
     med = {n: float(np.median(mb[n])) for n in URING_MICROBENCH}
     sqe, cqe = med["uring_submit_per_sqe"], med["uring_reap_per_cqe"]
@@ -617,12 +626,7 @@ def _sqpoll_costs(
     submitting thread's SQE writes and tail store as timed; the kernel SQ thread's share as
     what io_uring_enter costs beyond them, per call and per SQE (an upper bound: the system
     call's own entry and its Python wrapper count in it)."""
-    missing = [n for n in SQPOLL_MICROBENCH if n not in mb or mb[n].size == 0]
-    if missing:
-        notes.append(
-            f"no SQPOLL costs: microbenchmark {missing[0]} missing (designs with an sqpoll "
-            "thread are refused with this profile)"
-        )
+    if not _measured(mb, SQPOLL_MICROBENCH, "SQPOLL", "designs with an sqpoll thread", notes):
         return {}
     sqe = float(np.median(mb["uring_sqpoll_per_sqe"]))
     call = max(float(np.median(mb["uring_sqpoll_submit"])) - sqe, 0.0)
