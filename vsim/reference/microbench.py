@@ -225,11 +225,13 @@ def _run_with_peers(
     shared: mmap.mmap,
 ) -> None:
     """Start the forked peers, run driver on a thread of its own, then stop and reap them and
-    close the eventfds and the shared page they used."""
+    close the eventfds and the shared page they used. Interrupted (Ctrl-C, SIGTERM), the driver
+    may be blocked on an answer no peer will give: it is answered (pong written, the polled
+    answer set) until it ends, so the process can exit."""
+    t = threading.Thread(target=driver, name="microbench-driver", daemon=True)
     try:
         for p in peers:
             p.start()
-        t = threading.Thread(target=driver, name="microbench-driver")
         t.start()
         t.join()
     finally:
@@ -240,6 +242,11 @@ def _run_with_peers(
                 p.kill()
                 p.join()
             p.close()
+        deadline = time.monotonic() + 10.0
+        while t.is_alive() and time.monotonic() < deadline:
+            os.eventfd_write(fds[1], 1)  # pong: a blocking read returns
+            _U64.pack_into(shared, 8, 1 << 62)  # the polled answer: a spin ends
+            t.join(0.01)
         for fd in fds:
             os.close(fd)
         shared.close()
