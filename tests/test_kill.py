@@ -80,9 +80,20 @@ def assert_gone(pids: set[int]) -> None:
     assert not left, f"left running: {[(p, _comm(p)) for p in left]}"
 
 
+def _as_from_a_terminal() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and a program
+    # keeps an ignored SIGINT (Python then installs no KeyboardInterrupt handler): the test
+    # suite run as `cmd &` would pass that on. vsim is started here as a user's terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*argv: str, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*VSIM, *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*VSIM, *argv],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
