@@ -22,6 +22,8 @@ from vsim.calibrate import Fit, calibrate_from_runs, fit_profile, residual_param
 from vsim.calibrate.machine import MachinePlan, recalibrate
 from vsim.engine import DEFAULT_MAX_IOS, simulate
 from vsim.errors import ConfigError, VsimError
+from vsim.fio import FIO_PERCENTILES, parse_percentiles
+from vsim.fio.jobfile import JobSpec, read_job_file, translate
 from vsim.measure import (
     Campaign,
     load_measured,
@@ -38,8 +40,10 @@ from vsim.processes import Terminated, sigterm_raises
 from vsim.progress import Progress
 from vsim.reference.microbench import check_names
 from vsim.reference.storage import check_directory
-from vsim.results import LATENCY_METRICS
+from vsim.results import LATENCY_METRICS, ROW_PERCENTILES
 from vsim.scenario import DESIGNS, Scenario, Workload, design, parse_size
+from vsim.studies import compare, compare_measured, search
+from vsim.studies.search import OVER
 from vsim.sweep import SEED_GRID, grid, load_table, matching_measured, resimulate, run_points
 from vsim.sweep.executors import default_jobs
 from vsim.validate import validate
@@ -82,6 +86,16 @@ FLAGS = {
     "guest_vcpus": "--guest-vcpus",
     "rwmixread": "--rwmixread",
     "iodepth_batch_submit": "--iodepth-batch-submit",
+    "iodepth_batch_complete_min": "--iodepth-batch-complete-min",
+    "iodepth_batch_complete_max": "--iodepth-batch-complete-max",
+    "rate_iops": "--rate-iops",
+    "rate_process": "--rate-process",
+    "thinktime": "--thinktime",
+    "thinktime_spin": "--thinktime-spin",
+    "thinktime_blocks": "--thinktime-blocks",
+    "percentiles": "--percentiles",
+    "reps": "--reps",
+    "confidence": "--confidence",
     "bs": "--bs",
     "size": "--size",
     "poll_us": "--poll-us",
@@ -101,6 +115,7 @@ FLAGS = {
     "placements": "--placement",
 }
 _LEADING = re.compile(r"^([a-z_]+)\b")
+_PERCENTILE_COLUMN = re.compile(r"^c?lat_p[0-9.]+_us$")
 
 
 def flagged(message: str) -> str:
@@ -146,7 +161,56 @@ def _names(text: str, what: str) -> list[str]:
     return names
 
 
+def _job_arguments(p: argparse.ArgumentParser) -> None:
+    """A fio job file as the base of the workload; the flags given override its options."""
+    p.add_argument(
+        "job",
+        nargs="?",
+        help="a fio job file (JOB.fio): its options set the workload; flags given override them",
+    )
+    p.add_argument("--section", help="the job file's job to use (when it has several)")
+
+
+def _load_arguments(p: argparse.ArgumentParser) -> None:
+    """fio's options for how a job issues and reaps (every point; default: the job file's)."""
+    p.add_argument("--numjobs", help="fio jobs in the guest (sweep: a list, 1,2,4 or 1-4)")
+    p.add_argument("--rwmixread", type=int, help="read percentage of rw/randrw (default 50)")
+    p.add_argument(
+        "--iodepth-batch-submit",
+        type=int,
+        help="I/Os per guest io_submit, one kick each (fio's iodepth_batch_submit; 0: iodepth; "
+        "default 1)",
+    )
+    p.add_argument(
+        "--iodepth-batch-complete-min",
+        type=int,
+        help="at a full queue, reap once this many completed (fio's; default 1)",
+    )
+    p.add_argument(
+        "--iodepth-batch-complete-max",
+        type=int,
+        help="the most I/Os one reap takes (fio's; default: every completed one)",
+    )
+    p.add_argument(
+        "--rate-iops",
+        help="open-loop rate, fio's rate_iops: R (every direction), R,W, R, or ,W "
+        "(sweep: a list of R, one point each)",
+    )
+    p.add_argument("--rate-process", help="linear (default) or poisson (fio's rate_process)")
+    p.add_argument(
+        "--thinktime", help="stall after thinktime_blocks I/Os complete (fio's; 500 = 500us, 1ms)"
+    )
+    p.add_argument("--thinktime-spin", help="the part of --thinktime the vCPU spins")
+    p.add_argument("--thinktime-blocks", type=int, help="I/Os between stalls (default 1)")
+    p.add_argument(
+        "--percentiles",
+        help="clat/lat percentiles in tables and JSON, as fio's percentile_list: 50,99,99.9 "
+        "(default 50,99 in tables, fio's list in JSON)",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    _job_arguments(p)
     p.add_argument("--profile", default="seed-2011", help="bundled profile name or a file path")
     p.add_argument("--seed", type=int, default=1, help="root random seed >= 0 (default 1)")
     p.add_argument(
@@ -159,7 +223,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--precision",
         type=float,
         help="run each point until the 95%% CI half-width of IOPS and mean latency is "
-        "within this fraction (default 0.01 when neither --ios nor --runtime)",
+        "within this fraction (default 0.01 when neither --ios nor --runtime, nor a job "
+        "file's run length)",
     )
     p.add_argument(
         "--max-ios",
@@ -168,22 +233,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help=f"cap on measured I/Os per point (default {DEFAULT_MAX_IOS})",
     )
     p.add_argument("--runtime", type=float, help="simulated seconds per point after warm-up")
-    p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds, not counted")
-    p.add_argument(
-        "--numjobs", default="1", help="fio jobs in the guest (sweep: a list, 1,2,4 or 1-4)"
-    )
+    p.add_argument("--ramp-time", type=float, help="warm-up seconds, not counted (default 0)")
     p.add_argument(
         "--guest-vcpus",
         help="the guest's vCPUs (default: the profile's; sweep: a list); the guest uses "
         "min(queues, vCPUs) of a design's virtqueues",
     )
-    p.add_argument("--rwmixread", type=int, default=50, help="read percentage of rw/randrw")
-    p.add_argument(
-        "--iodepth-batch-submit",
-        type=int,
-        default=1,
-        help="I/Os per guest io_submit, one kick each (fio's iodepth_batch_submit; 0: iodepth)",
-    )
+    _load_arguments(p)
     p.add_argument("--format", choices=FORMATS, help="output format (default: table)")
     p.add_argument(
         "--out",
@@ -204,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub)
     _add_sweep(sub)
+    _add_search(sub)
+    _add_compare(sub)
     _add_measure(sub)
     _add_plot(sub)
     _add_report(sub)
@@ -221,9 +279,9 @@ def _add_run(sub: Any) -> None:
         "--format json",
     )
     p.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
-    p.add_argument("--rw", default="read", help="fio rw mode")
-    p.add_argument("--bs", default="512", help="block size (512, 4k, ...)")
-    p.add_argument("--iodepth", type=int, default=1, help="I/Os in flight")
+    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
+    p.add_argument("--bs", help="block size (512, 4k, ...; default: the job file's, else 512)")
+    p.add_argument("--iodepth", type=int, help="I/Os in flight (default: the job file's, else 1)")
     p.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
     p.add_argument(
         "--engine",
@@ -242,9 +300,9 @@ def _add_sweep(sub: Any) -> None:
         epilog="example: vsim sweep --rw randread --bs 4k --iodepth 1-32 --method mva",
     )
     p.add_argument("--design", default=",".join(SEED_GRID["design"]), help="comma list")
-    p.add_argument("--rw", default=",".join(SEED_GRID["rw"]), help="comma list")
-    p.add_argument("--bs", default="512", help="comma list of block sizes")
-    p.add_argument("--iodepth", default="1-3", help="1,2,3 or 1-32")
+    p.add_argument("--rw", help="comma list (default: the job file's, else read,rw)")
+    p.add_argument("--bs", help="comma list of block sizes (default: the job file's, else 512)")
+    p.add_argument("--iodepth", help="1,2,3 or 1-32 (default: the job file's, else 1-3)")
     p.add_argument(
         "--method",
         choices=("des", "mva"),
@@ -262,6 +320,69 @@ def _add_sweep(sub: Any) -> None:
     )
     _common(p)
     p.set_defaults(func=cmd_sweep)
+
+
+def _add_search(sub: Any) -> None:
+    """`vsim search`."""
+    p = sub.add_parser(
+        "search",
+        help="the most IOPS that meets a latency target (bisection over the simulation)",
+        epilog="example: vsim search --design vhost-blk --rw randread --bs 4k "
+        "--target 'lat_p99_us<=500'   (or a job file with fio's latency_target)",
+    )
+    p.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
+    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
+    p.add_argument("--bs", help="block size (default: the job file's, else 512)")
+    p.add_argument(
+        "--iodepth",
+        type=int,
+        help="with --over rate_iops: the job's iodepth (default: the job file's, else 1)",
+    )
+    p.add_argument(
+        "--target",
+        help="METRIC<=VALUE[,...], every one to hold: lat_p99_us<=500, lat_mean_us<=200 "
+        "(default: the job file's latency_target at its latency_percentile)",
+    )
+    p.add_argument("--over", choices=OVER, default="iodepth", help="what to vary (default iodepth)")
+    p.add_argument("--lo", type=int, help="lowest step (default 1, or 1 %% of the capacity)")
+    p.add_argument(
+        "--hi",
+        type=int,
+        help="highest step (default: where the MVA estimate passes the target; the job "
+        "file's iodepth with its latency_target)",
+    )
+    p.add_argument("--step", type=int, help="--over rate_iops: IOPS per step (default 1 %%)")
+    _common(p)
+    p.set_defaults(func=cmd_search)
+
+
+def _add_compare(sub: Any) -> None:
+    """`vsim compare`."""
+    p = sub.add_parser(
+        "compare",
+        help="A/B: the difference of every metric with a 95%% CI, and a verdict",
+        epilog="example: vsim compare --design virtio-blk,vhost-blk --rw read --iodepth 1 "
+        "--reps 10 --ios 5000   (or --measured DIR for a measured dataset)",
+    )
+    p.add_argument("--design", required=True, help="A,B: the two designs to compare")
+    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
+    p.add_argument("--bs", help="block size (default: the job file's, else 512)")
+    p.add_argument("--iodepth", type=int, help="I/Os in flight (default: the job file's, else 1)")
+    p.add_argument(
+        "--reps", type=int, default=10, help="paired replications (common random numbers)"
+    )
+    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    p.add_argument("--metrics", help="only these metrics (comma list), e.g. iops,lat_p99_us")
+    p.add_argument(
+        "--measured",
+        help="compare two designs of a measured dataset (pairs by point and repeat) instead",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=default_jobs(), help="worker processes (default: all cores)"
+    )
+    p.add_argument("--scheduler", help="run on a Dask scheduler (tcp://host:8786)")
+    _common(p)
+    p.set_defaults(func=cmd_compare)
 
 
 def _add_measure(sub: Any) -> None:
@@ -494,17 +615,84 @@ def _one_int(text: str, flag: str) -> int:
         raise ConfigError(f"{flag}: cannot read {text!r} (expected one whole number)") from None
 
 
-def _workload(a: argparse.Namespace, **fields: Any) -> Workload:
-    if "numjobs" not in fields:
-        fields["numjobs"] = _one_int(a.numjobs, "--numjobs")
-    return Workload(
-        number_ios=a.ios,
-        runtime=a.runtime,
-        ramp_time=a.ramp_time,
-        rwmixread=a.rwmixread,
-        iodepth_batch_submit=a.iodepth_batch_submit,
-        **fields,
-    )
+# What a point is when neither a flag nor the job file says: vsim run's one point and vsim
+# sweep's grid (the seed's table).
+RUN_POINT: dict[str, Any] = {"rw": "read", "bs": 512, "iodepth": 1}
+SWEEP_POINTS: dict[str, list[Any]] = {k: SEED_GRID[k] for k in ("rw", "bs", "iodepth")}
+
+
+def _job_spec(a: argparse.Namespace) -> JobSpec | None:
+    """The job of the job file given (the one, or --section's); says what it ignores."""
+    if a.job is None:
+        if a.section is not None:
+            raise ConfigError("--section needs a job file (vsim run JOB.fio --section NAME)")
+        return None
+    spec = read_job_file(a.job).job(a.section)
+    if spec.translation.ignored:
+        print(
+            f"note: {a.job} [{spec.name}]: vsim does not model "
+            f"{', '.join(spec.translation.ignored)}: ignored",
+            file=sys.stderr,
+        )
+    return spec
+
+
+def _flag_fields(a: argparse.Namespace) -> dict[str, Any]:
+    """The load flags given, as Workload fields; those with fio's units (thinktime) are read
+    as fio reads its options (one vocabulary with job files)."""
+    direct = {
+        "rwmixread": a.rwmixread,
+        "iodepth_batch_submit": a.iodepth_batch_submit,
+        "iodepth_batch_complete_min": a.iodepth_batch_complete_min,
+        "iodepth_batch_complete_max": a.iodepth_batch_complete_max,
+        "thinktime_blocks": a.thinktime_blocks,
+        "ramp_time": a.ramp_time,
+    }
+    fields = {k: v for k, v in direct.items() if v is not None}
+    for name, value in (
+        ("rate_process", a.rate_process),
+        ("thinktime", a.thinktime),
+        ("thinktime_spin", a.thinktime_spin),
+    ):
+        if value is not None:
+            flag = "--" + name.replace("_", "-")
+            fields.update(translate({name: str(value)}, flag, run_length=False).fields)
+    return fields
+
+
+def _overrides(a: argparse.Namespace, **point: Any) -> dict[str, Any]:
+    """Workload fields the command line sets: the load flags given, its run length (which
+    replaces a job file's), and the point's own (None: not given)."""
+    fields = _flag_fields(a)
+    if a.ios is not None or a.runtime is not None or a.precision is not None:
+        fields.update(number_ios=a.ios, runtime=a.runtime)
+    if a.rate_iops is not None and "rate_iops" not in point:
+        fields["rate_iops"] = _rate(a.rate_iops)
+    fields.update({k: v for k, v in point.items() if v is not None})
+    return fields
+
+
+def _rate(text: str) -> tuple[int, int]:
+    """--rate-iops as fio reads rate_iops (reads, writes)."""
+    rate: tuple[int, int] = translate({"rate_iops": text}, "--rate-iops", run_length=False).fields[
+        "rate_iops"
+    ]
+    return rate
+
+
+def _workload(a: argparse.Namespace, spec: JobSpec | None, **point: Any) -> Workload:
+    """One point's workload (vsim run, search, compare): the job file's options (fio's
+    defaults for what it leaves out), or vsim run's point, with the command line's over it."""
+    over = _overrides(a, **point)
+    if a.numjobs is not None:
+        over["numjobs"] = _one_int(a.numjobs, "--numjobs")
+    if spec is None:
+        return Workload(**{**RUN_POINT, **over})
+    return spec.workload(**over)
+
+
+def _percentiles(a: argparse.Namespace) -> tuple[float, ...] | None:
+    return parse_percentiles(a.percentiles) if a.percentiles is not None else None
 
 
 def _format(a: argparse.Namespace) -> str:
@@ -531,6 +719,15 @@ def _render(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(df.to_dict(orient="records"), indent=2) + "\n"
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
+    pct = [c for c in df.columns if _PERCENTILE_COLUMN.match(str(c))]
+    if pct:  # the percentiles asked for (--percentiles), in place of p50 and p99
+        lat = [c for c in cols if c not in pct and not _PERCENTILE_COLUMN.match(c)]
+        lat = [c for c in lat if c not in ("clat_mean_us", "lat_mean_us")]
+        clat = ["clat_mean_us", *(c for c in pct if c.startswith("clat_"))]
+        total = ["lat_mean_us", *(c for c in pct if c.startswith("lat_"))]
+        at = lat.index("slat_mean_us") + 1 if "slat_mean_us" in lat else len(lat)
+        cols = [*lat[:at], *clat, *total, *lat[at:]]
+        cols = [c for c in cols if c in df.columns]
     return str(df[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}")) + "\n"
 
 
@@ -562,18 +759,41 @@ def cmd_run(a: argparse.Namespace) -> None:
     if a.engine is not None:
         overrides["engine"] = a.engine
     d = design(a.design, **overrides)
-    w = _workload(a, rw=a.rw, bs=parse_size(a.bs), iodepth=a.iodepth)
+    pcts = _percentiles(a)
+    spec = _job_spec(a)
+    w = _workload(
+        a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
+    )
     vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
+    _note_run_length(w, a)
     res = simulate(
         Scenario(workload=w, design=d, profile=a.profile, guest_vcpus=vcpus),
         a.seed,
         precision=a.precision,
         max_ios=a.max_ios,
     )
-    df = pd.DataFrame(res.rows())
-    text = res.fio_json_text() + "\n" if fmt == "json" else _render(df, fmt)
+    df = pd.DataFrame(res.rows(pcts or ROW_PERCENTILES))
+    json_text = res.fio_json_text(pcts or FIO_PERCENTILES) + "\n" if fmt == "json" else None
+    text = json_text if json_text is not None else _render(df, fmt)
     _emit(text if fmt != "parquet" else None, df, a, fmt)
     _notes(df)
+
+
+def _note_run_length(w: Workload, a: argparse.Namespace) -> None:
+    """Say when a job file's own run length (fio's: size / bs I/Os, or its runtime) is run."""
+    if a.job is None or a.ios is not None or a.runtime is not None or a.precision is not None:
+        return
+    what = []
+    if w.number_ios is not None:
+        what.append(f"{w.number_ios:,} I/Os per job")
+    if w.runtime is not None:
+        what.append(f"{w.runtime:g} s")
+    if what:
+        print(
+            f"note: running the job file's length, {' or '.join(what)} (fio's rule); "
+            "--precision 0.01 runs until the CIs are within 1 %, --ios N runs N",
+            file=sys.stderr,
+        )
 
 
 def _notes(df: pd.DataFrame) -> None:
@@ -617,16 +837,28 @@ def cmd_sweep(a: argparse.Namespace) -> None:
     _check_writable(a.out)
     if a.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {a.jobs}")
-    numjobs = _ints(a.numjobs)
-    base = Scenario(workload=_workload(a, numjobs=numjobs[0]), profile=a.profile)
-    factors: dict[str, list[Any]] = {
-        "design": _names(a.design, "--design"),
-        "rw": _names(a.rw, "--rw"),
-        "bs": _sizes(a.bs),
-        "iodepth": _ints(a.iodepth),
+    spec = _job_spec(a)
+    given = {
+        "rw": _names(a.rw, "--rw") if a.rw is not None else None,
+        "bs": _sizes(a.bs) if a.bs is not None else None,
+        "iodepth": _ints(a.iodepth) if a.iodepth is not None else None,
+        "numjobs": _ints(a.numjobs) if a.numjobs is not None else None,
+        "rate_iops": [_rate(r) for r in a.rate_iops.split(",")]
+        if a.rate_iops is not None
+        else None,
     }
-    if len(numjobs) > 1:
-        factors["numjobs"] = numjobs
+    job = spec.translation.fields if spec is not None else {}
+    factors: dict[str, list[Any]] = {"design": _names(a.design, "--design")}
+    for k, values in given.items():
+        if values is not None:
+            factors[k] = values
+        elif k in ("rw", "bs", "iodepth"):
+            factors[k] = [job[k]] if k in job else SWEEP_POINTS[k]
+    point = {k: v[0] for k, v in factors.items() if k != "design"}
+    over = _overrides(a, **point)
+    w = spec.workload(**over) if spec is not None else Workload(**over)
+    base = Scenario(workload=w, profile=a.profile)
+    _note_run_length(base.workload, a)
     if a.guest_vcpus is not None:
         factors["guest_vcpus"] = _ints(a.guest_vcpus)
     for name in factors["design"]:
@@ -645,6 +877,7 @@ def cmd_sweep(a: argparse.Namespace) -> None:
             out=workspace,
             resume=a.resume,
             progress=bar.for_points,
+            percentiles=_percentiles(a) or ROW_PERCENTILES,
         )
     df = res.to_dataframe()
     if workspace is not None:
@@ -655,6 +888,111 @@ def cmd_sweep(a: argparse.Namespace) -> None:
         )
     _emit(_render(df, fmt) if fmt != "parquet" else None, df, a, fmt)
     _notes(df)
+
+
+def cmd_search(a: argparse.Namespace) -> None:
+    """`vsim search`: the best point under a latency target."""
+    fmt = _format(a)
+    _check_writable(a.out)
+    spec = _job_spec(a)
+    w = _workload(
+        a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
+    )
+    target, hi = a.target, a.hi
+    lt = spec.translation.latency_target if spec is not None else None
+    if target is None:
+        if lt is None:
+            raise ConfigError(
+                "--target: give one (e.g. 'lat_p99_us<=500'), or a job file with latency_target"
+            )
+        target = f"lat_p{lt.percentile:g}_us<={lt.target_us:g}"
+        if a.over == "iodepth" and hi is None and a.iodepth is None:
+            hi = max(w.iodepth, 2)  # fio's latency_target: queue depths up to iodepth
+        print(f"note: {a.job}: fio's latency_target is the target {target}", file=sys.stderr)
+    vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
+    scenario = Scenario(workload=w, design=design(a.design), profile=a.profile, guest_vcpus=vcpus)
+
+    def step(point: dict[str, Any]) -> None:
+        verdict = "meets" if point["meets"] else "misses"
+        print(
+            f"  {a.over} {point[a.over]:g}: {point['iops']:,.0f} IOPS, {verdict}", file=sys.stderr
+        )
+
+    res = search(
+        scenario,
+        target,
+        over=a.over,
+        seed=a.seed,
+        precision=a.precision,
+        max_ios=a.max_ios,
+        lo=a.lo,
+        hi=hi,
+        step=a.step,
+        progress=step,
+    )
+    df = res.to_dataframe()
+    print(res.summary(), file=sys.stderr)
+    if fmt == "json":
+        doc = {
+            "target": [str(t) for t in res.targets],
+            "over": res.over,
+            "best": res.best,
+            "next_up": res.next_up,
+            "bracket": list(res.bracket),
+            "steps": res.steps,
+        }
+        text: str | None = json.dumps(doc, indent=2) + "\n"
+    elif fmt == "table":
+        text = str(df.to_string(index=False, float_format=lambda v: f"{v:.1f}")) + "\n"
+    else:
+        text = _render(df, fmt) if fmt != "parquet" else None
+    _emit(text, df, a, fmt)
+
+
+def cmd_compare(a: argparse.Namespace) -> None:
+    """`vsim compare`: design B against design A, every metric with its CI."""
+    fmt = _format(a)
+    _check_writable(a.out)
+    names = _names(a.design, "--design")
+    if len(names) != 2:
+        raise ConfigError(f"--design: give two designs, A,B (got {len(names)})")
+    metrics = _names(a.metrics, "--metrics") if a.metrics is not None else None
+    if a.measured is not None:
+        comp = compare_measured(
+            a.measured, names[0], names[1], metrics=metrics, confidence=a.confidence
+        )
+    else:
+        spec = _job_spec(a)
+        w = _workload(
+            a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
+        )
+        vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
+        with Progress(1, "vsim compare", enabled=False):
+            comp = compare(
+                names[0],
+                names[1],
+                workload=w,
+                profile=a.profile,
+                reps=a.reps,
+                seed=a.seed,
+                precision=a.precision,
+                max_ios=a.max_ios,
+                percentiles=_percentiles(a),
+                confidence=a.confidence,
+                jobs=a.jobs,
+                scheduler=a.scheduler,
+                guest_vcpus=vcpus,
+            )
+    df = comp.to_dataframe()
+    if metrics is not None:
+        df = df[df["metric"].isin(metrics)]
+    if fmt == "table":
+        text: str | None = comp.table(metrics)
+    elif fmt == "json":
+        text = comp.to_json() + "\n"
+    else:
+        text = _render(df, fmt) if fmt != "parquet" else None
+    _emit(text, df, a, fmt)
 
 
 def _placements(a: argparse.Namespace) -> tuple[str, ...]:

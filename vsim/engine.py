@@ -8,6 +8,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from vsim.precision import BATCHES, batch_means, mser5, rate_interval
 from vsim.profile import CPU_LATENCIES, Profile, load_profile
 from vsim.recorder import BYTES_PER_IO, Recorder
 from vsim.results import Result
-from vsim.scenario import SPINNING_ROLES, Scenario
+from vsim.scenario import SPINNING_ROLES, Scenario, Workload
 
 __all__ = [
     "DEFAULT_MAX_IOS",
@@ -39,6 +40,7 @@ __all__ = [
     "check_run_options",
     "point_key",
     "simulate",
+    "stable_fields",
     "stream",
 ]
 
@@ -56,16 +58,32 @@ def point_key(scenario: Scenario) -> str:
     Leaving the design out gives every design the same offsets, disk service times and cost
     draws for the same seed (common random numbers), so design comparisons are sharper.
     """
-    w = asdict(scenario.workload)
-    for k, default in _LATER_FIELDS.items():  # keep the streams of points from before them
-        if w[k] == default:
+    return f"{scenario.profile}|{sorted(stable_fields(scenario.workload).items())}"
+
+
+def stable_fields(workload: Workload) -> dict[str, Any]:
+    """The workload's fields, less those added later that are at their defaults: what keys a
+    point (its random streams, its workspace id) so that it keeps the key it had before."""
+    w = asdict(workload)
+    for k in _LATER_FIELDS:
+        if w[k] == _DEFAULTS[k]:
             del w[k]
-    return f"{scenario.profile}|{sorted(w.items())}"
+    return w
 
 
-# Workload fields added after results were published, with their defaults: a point at the
-# default keeps the key (and so the random streams) it had before the field existed.
-_LATER_FIELDS = {"iodepth_batch_submit": 1}
+# Workload fields added after results were published: a point at their defaults keeps the key
+# (and so the random streams) it had before the fields existed.
+_LATER_FIELDS = (
+    "iodepth_batch_submit",
+    "iodepth_batch_complete_min",
+    "iodepth_batch_complete_max",
+    "rate_iops",
+    "rate_process",
+    "thinktime",
+    "thinktime_spin",
+    "thinktime_blocks",
+)
+_DEFAULTS = asdict(Workload())
 
 
 def stream(seed: int, key: str, name: str, rep: int = 0) -> np.random.Generator:
@@ -95,12 +113,14 @@ def simulate(
     rep: int = 0,
     precision: float | None = None,
     max_ios: int = DEFAULT_MAX_IOS,
+    min_ios: int = 0,
 ) -> Result:
     """Simulate one scenario; the same scenario, seed and rep give an identical Result.
 
     Run length: `workload.number_ios` (per job) or `workload.runtime` when given; otherwise the
     point runs until the 95 % batch-means CI half-widths of IOPS and of mean latency are within
-    `precision` (relative; default DEFAULT_PRECISION) or `max_ios` I/Os are measured. Warm-up:
+    `precision` (relative; default DEFAULT_PRECISION) and at least `min_ios` I/Os are measured
+    (e.g. enough for a tail percentile), or `max_ios` I/Os are measured. Warm-up:
     `workload.ramp_time` when given, else (adaptive runs only) a pilot whose length MSER-5
     confirms covers the start-up transient.
     """
@@ -112,6 +132,8 @@ def simulate(
         raise ConfigError("give a run length (number_ios or runtime) or a precision, not both")
     if w.number_ios is not None:
         check_capacity(w.number_ios * w.numjobs, "number_ios x numjobs")
+    if isinstance(min_ios, bool) or not isinstance(min_ios, int) or not 0 <= min_ios <= max_ios:
+        raise ConfigError(f"min_ios must be within 0..max_ios ({max_ios}), got {min_ios!r}")
     m = _Model(scenario, seed, profile, rep)
     rec = m.rec
     population = w.iodepth * w.numjobs
@@ -126,13 +148,13 @@ def simulate(
         goal = precision if precision is not None else DEFAULT_PRECISION
         if m.warm_end == 0:
             m.pilot(min(max(PILOT_IOS, PILOT_PER_IO * population), max_ios), max_ios)
-        target = min(max(MIN_IOS, BATCHES * PILOT_PER_IO * population), max_ios)
+        target = min(max(MIN_IOS, BATCHES * PILOT_PER_IO * population, min_ios), max_ios)
         while True:
             rec.rearm(target)
             m.env.run(until=rec.stop)
             measured = m.measured()
             worst = max(measured.iops_ci.rel_halfwidth, measured.lat_ci.rel_halfwidth)
-            if worst <= goal or rec.count >= max_ios:
+            if (worst <= goal and rec.count >= min_ios) or rec.count >= max_ios:
                 break
             # The half-width shrinks as 1/sqrt(n): aim a little past the goal, within bounds.
             grow = min(max((worst / goal) ** 2 * GROW_MARGIN, GROW_MIN), GROW_MAX)
@@ -254,8 +276,15 @@ class _Model:
             [stats.level(indexed("sq", i, len(sqs)) + ".pending") for i in range(len(sqs))],
         )
         # I/Os between fio's submit start and its reap, per job (guest.active: all of them)
+        poisson = w.rated and w.rate_process == "poisson"  # its gaps: a stream of their own
         jobs = [
-            FioJob(i, w, rng_for(f"job{i}"), stats.level(f"job{i}.active"))
+            FioJob(
+                i,
+                w,
+                rng_for(f"job{i}"),
+                stats.level(f"job{i}.active"),
+                rng_for(f"job{i}.rate") if poisson else None,
+            )
             for i in range(w.numjobs)
         ]
         # The guest's queues as Linux's virtio-blk and blk-mq map them (vsim.models.queue).

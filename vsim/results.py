@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from vsim.fio import fio_json, latency_summary, percentile_key
+from vsim.fio import (
+    FIO_PERCENTILES,
+    check_percentiles,
+    fio_json,
+    latency_summary,
+    percentile_column,
+    percentile_key,
+)
+from vsim.fio.jobfile import job_options
 from vsim.models.queue import indexed, irq_vcpu
 from vsim.scenario import Scenario
 
@@ -17,10 +26,12 @@ __all__ = [
     "CPU_METRICS",
     "DIRECTIONS",
     "LATENCY_METRICS",
+    "ROW_PERCENTILES",
     "STAGES",
     "Result",
 ]
 
+ROW_PERCENTILES = (50.0, 99.0)  # the clat / lat percentiles of a tidy row unless asked
 # Stage timestamps kept per I/O (us, float32 offsets from the I/O's start), in path order.
 STAGES = ("issue", "pop", "sub", "dd", "push", "done")
 DIRECTIONS = ("read", "write")
@@ -105,31 +116,13 @@ class Result:
 
     # -- fio's formats -----------------------------------------------------------------------
     def job_options(self) -> dict[str, object]:
-        """The fio job options this point stands for (fio's names)."""
-        w = self.scenario.workload
-        opts: dict[str, object] = {
-            "rw": w.rw,
-            "bs": w.bs,
-            "iodepth": w.iodepth,
-            "numjobs": w.numjobs,
-            "ioengine": "libaio",
-            "direct": 1,
-            "size": w.size,
-        }
-        if w.rw in ("rw", "readwrite", "randrw"):
-            opts["rwmixread"] = w.rwmixread
-        if w.iodepth_batch_submit != 1:
-            opts["iodepth_batch_submit"] = w.iodepth_batch_submit
-        if w.number_ios is not None:
-            opts["number_ios"] = w.number_ios
-        if w.runtime is not None:
-            opts["runtime"] = w.runtime
-        if w.ramp_time:
-            opts["ramp_time"] = w.ramp_time
-        return opts
+        """The fio job options this point stands for (fio's names: vsim.fio.jobfile.job_options,
+        with the guest's libaio and O_DIRECT)."""
+        return job_options(self.scenario.workload, ioengine="libaio", direct=True)
 
-    def to_fio_json(self) -> dict[str, Any]:
-        """fio's --output-format=json+ document for this point (group_reporting: one job)."""
+    def to_fio_json(self, percentiles: Sequence[float] = FIO_PERCENTILES) -> dict[str, Any]:
+        """fio's --output-format=json+ document for this point (group_reporting: one job);
+        percentiles as fio's percentile_list (default: fio's)."""
         samples: dict[str, Any] = {}
         for d in self.present_directions():
             m = self.direction(d)
@@ -140,18 +133,27 @@ class Result:
             "options": self.job_options(),
             **samples,
         }
-        doc = fio_json([job], global_options={"profile": self.scenario.profile})
+        doc = fio_json(
+            [job],
+            global_options={"profile": self.scenario.profile},
+            percentiles=check_percentiles(percentiles),
+        )
         doc["fio version"] = "vsim"
         doc["vsim"] = {"seed": self.seed, "design": asdict(self.scenario.design)}
         return doc
 
-    def fio_json_text(self) -> str:
+    def fio_json_text(self, percentiles: Sequence[float] = FIO_PERCENTILES) -> str:
         """to_fio_json() as deterministic text."""
-        return json.dumps(self.to_fio_json(), indent=2, sort_keys=False)
+        return json.dumps(self.to_fio_json(percentiles), indent=2, sort_keys=False)
 
     # -- tidy rows ---------------------------------------------------------------------------
-    def rows(self) -> list[dict[str, Any]]:
-        """Tidy rows: one per direction present, parameters first, then metrics with units."""
+    def rows(self, percentiles: Sequence[float] = ROW_PERCENTILES) -> list[dict[str, Any]]:
+        """Tidy rows: one per direction present, parameters first, then metrics with units.
+
+        percentiles: the clat and lat percentiles given as columns (``lat_p99.9_us``, ...),
+        computed as fio does (vsim.fio.percentiles_from_bins); default p50 and p99.
+        """
+        pcts = check_percentiles(percentiles)
         s = self.scenario
         w = s.workload
         # Little's law on the guest's tag wait (I/Os beyond the queue's tags wait in io_submit)
@@ -173,6 +175,7 @@ class Result:
                 "iodepth": w.iodepth,
                 "numjobs": w.numjobs,
                 "iodepth_batch_submit": w.iodepth_batch_submit,
+                "rate_iops": w.rate_iops[d == "write"],  # this direction's (0: no limit)
                 "guest_vcpus": self.guest_vcpus,
                 "seed": self.seed,
                 "ios": n,
@@ -184,11 +187,14 @@ class Result:
                 ("clat", self.clat_ns[m]),
                 ("lat", self.lat_ns[m]),
             ):
-                summ = latency_summary(arr, with_bins=False, percentiles=(50.0, 99.0))
+                summ = latency_summary(
+                    arr, with_bins=False, percentiles=pcts if name != "slat" else None
+                )
                 row[f"{name}_mean_us"] = summ["mean"] / 1000
                 if name != "slat":
-                    row[f"{name}_p50_us"] = summ["percentile"][percentile_key(50.0)] / 1000
-                    row[f"{name}_p99_us"] = summ["percentile"][percentile_key(99.0)] / 1000
+                    for p in pcts:
+                        value = summ["percentile"][percentile_key(p)]
+                        row[percentile_column(name, p)] = value / 1000
             row["lat_stddev_us"] = float(np.std(self.lat_ns[m])) / 1000
             row["job_iops_min_pct"] = fairness
             row.update(cpu)

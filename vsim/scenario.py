@@ -15,6 +15,7 @@ __all__ = [
     "MAX_IODEPTH",
     "MAX_JOBS",
     "MAX_QUEUES",
+    "RATE_PROCESSES",
     "ROLES",
     "RW_MODES",
     "SECTOR",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 RW_MODES = ("read", "write", "randread", "randwrite", "rw", "readwrite", "randrw")
+RATE_PROCESSES = ("linear", "poisson")  # fio's rate_process
 SECTOR = 512
 MAX_JOBS = 4096  # fio's FIO_MAX_JOBS (os/os.h): the most jobs one fio run may have
 # Linux AIO's default event limit (fs/aio.c aio_max_nr = 0x10000): io_setup(2) refuses a larger
@@ -61,6 +63,22 @@ class Workload:
     its queue is full (fio's td_io_queue and the commit before it waits); the guest's blk-mq
     then hands the plugged batch to virtio-blk's queue_rqs, which adds every request and kicks
     once (virtio_queue_rqs, drivers/block/virtio_blk.c).
+
+    Open-loop load and think time, as fio's backend.c and io_u.c do them (inline submission,
+    fio's default io_submit_mode): ``rate_iops`` (reads, writes; 0: no limit) schedules each
+    direction's k-th I/O at k / rate (``rate_process="linear"``) or at the sum of k exponential
+    gaps (``"poisson"``, fio's integer math: ``int(1e6 // iops) * -log(u)`` us, truncated).
+    Before an I/O the job checks its schedule (fio's rate_ddir): when behind it issues at once
+    (up to iodepth in flight, then it reaps as usual), when ahead it first reaps everything in
+    flight (io_u_quiesce), then sleeps what it was ahead (measured before the quiesce), so an
+    I/O is never issued early. With rw mixes an ahead direction yields to one that is behind.
+    ``thinktime`` (us): once ``thinktime_blocks`` I/Os have completed since the last stall,
+    the job reaps everything in flight, spins ``thinktime_spin`` us on its vCPU and sleeps the
+    rest (handle_thinktime). ``iodepth_batch_complete_min``: at a full queue the job waits
+    until this many I/Os (at most those in flight; 0 counts as 1) have completed before it
+    reaps; ``iodepth_batch_complete_max`` caps the I/Os one reap takes (0, the default here:
+    every completed one; fio's default reaps one per io_getevents, but a reap costs the model
+    no guest CPU, so only the order of reaps and submissions differs).
     """
 
     rw: str = "randread"
@@ -73,6 +91,13 @@ class Workload:
     ramp_time: float = 0.0
     size: int = 1 << 30
     iodepth_batch_submit: int = 1
+    iodepth_batch_complete_min: int = 1
+    iodepth_batch_complete_max: int = 0
+    rate_iops: tuple[int, int] = (0, 0)
+    rate_process: str = "linear"
+    thinktime: float = 0.0
+    thinktime_spin: float = 0.0
+    thinktime_blocks: int = 1
 
     def __post_init__(self) -> None:
         if self.rw not in RW_MODES:
@@ -107,12 +132,53 @@ class Workload:
             raise ConfigError(
                 f"iodepth_batch_submit must be within 0..{MAX_IODEPTH} (0: iodepth), got {b!r}"
             )
+        for name in ("iodepth_batch_complete_min", "iodepth_batch_complete_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_IODEPTH:
+                raise ConfigError(f"{name} must be within 0..{MAX_IODEPTH}, got {v!r}")
+        r = self.rate_iops
+        if (
+            not isinstance(r, tuple)
+            or len(r) != 2
+            or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in r)
+        ):
+            raise ConfigError(
+                f"rate_iops must be (reads, writes) per second, whole numbers >= 0, got {r!r}"
+            )
+        if self.rate_process not in RATE_PROCESSES:
+            raise ConfigError(
+                f"unknown rate_process {self.rate_process!r} "
+                f"(choose from {', '.join(RATE_PROCESSES)})"
+            )
+        for name in ("thinktime", "thinktime_spin"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+                raise ConfigError(f"{name} must be a finite number >= 0 us, got {v!r}")
+        if self.thinktime_spin > self.thinktime:
+            raise ConfigError(
+                f"thinktime_spin ({self.thinktime_spin:g} us) exceeds thinktime "
+                f"({self.thinktime:g} us): the spin is part of the think time"
+            )
+        tb = self.thinktime_blocks
+        if isinstance(tb, bool) or not isinstance(tb, int) or tb < 1:
+            raise ConfigError(f"thinktime_blocks must be >= 1, got {tb!r}")
 
     @property
     def submit_batch(self) -> int:
         """I/Os per io_submit (fio's iodepth_batch_submit; 0 means iodepth, and a batch never
         exceeds iodepth): the guest driver adds them all, then notifies the device once."""
         return min(self.iodepth_batch_submit or self.iodepth, self.iodepth)
+
+    @property
+    def rated(self) -> bool:
+        """True when a rate_iops limit applies to a direction this job issues."""
+        f = self.read_fraction
+        return (f > 0 and self.rate_iops[0] > 0) or (f < 1 and self.rate_iops[1] > 0)
+
+    @property
+    def gated(self) -> bool:
+        """True when the job may hold an I/O back (rate_iops or thinktime)."""
+        return self.rated or self.thinktime > 0
 
     @property
     def random(self) -> bool:

@@ -314,3 +314,46 @@ def test_the_guest_submits_in_batches_with_one_kick_each(disk_dir: Path) -> None
     assert int(r.kicked[first].sum()) <= 1
     assert r.slat_ns[0] > r.slat_ns[3]
     assert r.counters["guest_kicks"] < r.total_ios
+
+
+def test_the_guest_keeps_a_linear_rate_and_quiesces_before_it_sleeps(disk_dir: Path) -> None:
+    """rate_iops at iodepth 4 far below capacity: fio's linear schedule puts the k-th I/O at
+    k / rate (none early), and a job ahead of it reaps all it has in flight before sleeping,
+    so no two I/Os overlap."""
+    rate, n = 200, 100  # a gap of 5 ms, far above an I/O's latency and a late wake-up
+    wl = Workload(rw="randread", bs=4096, iodepth=4, number_ios=n, rate_iops=(rate, 0))
+    r = run(wl, "virtio-blk", directory=disk_dir, scratch_size=4 << 20, verify=True)
+    check_record(r, wl, n)
+    s = r.stages
+    start = s["submit_ns"] - r.start_ns  # since the job began (fio's epoch; no ramp_time)
+    due_ns = np.arange(n) * 1_000_000_000 // rate
+    assert np.all(start >= due_ns - 1_000)  # never early (1 us of clock reads aside)
+    # late by a wake-up at most (a sleep returns late), never by more: the schedule is absolute
+    assert np.percentile(start - due_ns, 90) < 1e9 / rate
+    assert np.all(s["submit_ns"][1:] >= s["reap_ns"][:-1])  # each waited for the one before
+
+
+def test_the_guest_thinks_after_each_block(disk_dir: Path) -> None:
+    """thinktime after every completed I/O: the next one starts thinktime after the reap."""
+    wl = Workload(rw="randread", bs=4096, iodepth=1, number_ios=N, thinktime=300.0)
+    r = run(wl, "virtio-blk", directory=disk_dir, scratch_size=4 << 20)
+    check_record(r, wl, N)
+    s = r.stages
+    gaps = s["submit_ns"][1:] - s["reap_ns"][:-1]
+    assert np.median(gaps) >= 300_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"iodepth_batch_complete_min": 2}, "iodepth_batch_complete_min/max"),
+        ({"rw": "randrw", "rate_iops": (100, 100)}, "one-direction jobs"),
+        ({"numjobs": 2, "thinktime": 10.0}, "numjobs = guest_vcpus"),
+    ],
+)
+def test_the_guest_refuses_what_it_does_not_implement(
+    disk_dir: Path, fields: dict, message: str
+) -> None:
+    wl = Workload(**{"rw": "randread", "bs": 4096, "number_ios": N, **fields})
+    with pytest.raises(ConfigError, match=message):
+        run(wl, "virtio-blk", directory=disk_dir, scratch_size=4 << 20)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from vsim.errors import FioFormatError, UnavailableError
 from vsim.fio import FioJob, read_fio_json
+from vsim.fio.jobfile import fio_arguments, job_options
 from vsim.measure import layout
 from vsim.measure.campaign import Campaign, run_name, write_provenance
 from vsim.outputs import made_dirs, write_atomic
@@ -28,20 +29,18 @@ def fio_command(w: Workload, filename: str | Path, runtime: float, size: int) ->
 
     `size` bytes of `filename` (the region the guard opened: fio never has to lay out or extend
     the file); a read job runs with fio's own --readonly guard as well, and fio runs its job as
-    a thread so that killing fio stops the I/O at once.
+    a thread so that killing fio stops the I/O at once. The workload's options are
+    vsim.fio.jobfile.job_options (one vocabulary with vsim's fio JSON), times written as fio reads
+    them (``--runtime=300ms``), and ``--time_based=1`` so that fio's JSON records it.
     """
+    opts = job_options(w, ioengine="libaio", direct=True)
+    opts.pop("number_ios", None)  # the baseline runs for `runtime`
+    opts.update(size=size, runtime=runtime, time_based=1)
     cmd = [
         "fio",
         "--name=vsim-baseline",
         f"--filename={filename}",
-        f"--size={size}",
-        f"--rw={w.rw}",
-        f"--bs={w.bs}",
-        f"--iodepth={w.iodepth}",
-        "--ioengine=libaio",
-        "--direct=1",
-        f"--runtime={runtime:g}",
-        "--time_based",
+        *fio_arguments(opts),
         "--output-format=json+",
         "--lat_percentiles=1",
         "--slat_percentiles=1",
@@ -51,14 +50,8 @@ def fio_command(w: Workload, filename: str | Path, runtime: float, size: int) ->
     ]
     if w.read_fraction == 1.0:
         cmd.append("--readonly")
-    if w.rw in ("rw", "readwrite", "randrw"):
-        cmd.append(f"--rwmixread={w.rwmixread}")
-    if w.ramp_time:
-        cmd.append(f"--ramp_time={w.ramp_time:g}")
     if w.numjobs > 1:
-        cmd += [f"--numjobs={w.numjobs}", "--group_reporting"]
-    if w.iodepth_batch_submit != 1:
-        cmd.append(f"--iodepth_batch_submit={w.iodepth_batch_submit}")
+        cmd.append("--group_reporting")
     return cmd
 
 

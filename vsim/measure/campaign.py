@@ -23,6 +23,7 @@ import pandas as pd
 from vsim.__version__ import __version__
 from vsim.errors import ConfigError
 from vsim.fio import fio_json, read_fio_json
+from vsim.fio.jobfile import job_options
 from vsim.measure import layout
 from vsim.measure.dataset import load_measured, point_ci
 from vsim.measure.host import cpu_ticks, steal_pct
@@ -251,20 +252,8 @@ def record_fio_json(
         m = record.ddir == code
         if m.any():
             samples[d] = {"slat_ns": record.slat_ns[m], "clat_ns": record.clat_ns[m]}
-    opts: dict[str, object] = {
-        "rw": w.rw,
-        "bs": w.bs,
-        "iodepth": w.iodepth,
-        "numjobs": w.numjobs,
-        "size": w.size,
-        "ioengine": f"vsim-reference-{engine}",
-        "direct": 1,
-        "runtime": w.runtime,
-    }
-    if w.ramp_time:
-        opts["ramp_time"] = w.ramp_time
-    if w.iodepth_batch_submit != 1:
-        opts["iodepth_batch_submit"] = w.iodepth_batch_submit
+    # the reference runs for runtime over its region, as fio's time_based (vsim.fio.jobfile)
+    opts = job_options(w, ioengine=f"vsim-reference-{engine}", direct=True, time_based=True)
     job = {"jobname": design_name, "elapsed_s": record.runtime_s, "options": opts, **samples}
     doc = fio_json([job], timestamp=int(record.meta.get("start_time", 0)))
     doc["fio version"] = "vsim-reference"

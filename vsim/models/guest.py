@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -20,9 +21,22 @@ __all__ = [
     "UNIT",
     "FioJob",
     "Vcpu",
+    "rate_due",
 ]
 
 UNIT = Dist("uniform", low_us=0.0, high_us=1.0)  # the unit interval (not a time)
+
+
+def rate_due(iops: int, bs: int, issued: int, last: int, u: float) -> int:
+    """When a rated direction may issue next, in whole us since the job began: fio's
+    usec_for_io (backend.c) after `issued` I/Os. Linear (u < 0): the issued bytes over the
+    rate in bytes/s, in fio's integer arithmetic; poisson (u: a U(0, 1) draw): the last due
+    time plus int(1e6 // iops) * -log(u), truncated to whole us as fio does."""
+    if u >= 0:
+        return last + int((1_000_000 // iops) * -math.log(u if u > 0.0 else 1e-300))
+    bps = iops * bs
+    done = issued * bs
+    return (done % bps) * 1_000_000 // bps + (done // bps) * 1_000_000
 
 
 class IO:
@@ -59,9 +73,21 @@ class IO:
 
 
 class FioJob:
-    """A fio job: rw/bs/iodepth/rwmixread offsets and directions, counted in and out."""
+    """A fio job: rw/bs/iodepth/rwmixread offsets and directions, counted in and out.
 
-    def __init__(self, index: int, w: Workload, rng: np.random.Generator, active: Level) -> None:
+    A gated job (rate_iops or thinktime, see Workload) may hold its next I/O back: `stall_us`
+    >= 0 while it reaps everything in flight before sleeping that long (fio's io_u_quiesce),
+    `sleep_until` while it sleeps, `due_write` the direction its last rate check chose.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        w: Workload,
+        rng: np.random.Generator,
+        active: Level,
+        rate_rng: np.random.Generator | None = None,
+    ) -> None:
         self.index = index
         self.active = active  # the job's I/Os between fio's submit start and its reap
         self.w = w
@@ -78,6 +104,21 @@ class FioJob:
         self._random = w.random
         self._bs = w.bs
         self._uniform = sampler(UNIT, rng)  # U(0, 1) draws for direction and offset
+        self.gated = w.gated
+        self.complete_min = max(w.iodepth_batch_complete_min, 1)  # 0 reaps 1 at a full queue
+        self.complete_max = w.iodepth_batch_complete_max  # 0: every completed I/O
+        self.reaped = 0  # I/Os reaped (fio's io_blocks, which thinktime_blocks counts)
+        self.stall_us = -1.0
+        self.spin_us = 0.0  # thinktime_spin still to spin, after the quiesce
+        self.sleep_until = -1.0
+        self.alarm = -1.0  # the end of the sleep a timer is set for
+        self.due_write = -1  # -1: no rate decision pending; else 0 read, 1 write
+        self._think_mark = 0
+        self._rate = w.rate_iops
+        self._poisson = w.rate_process == "poisson"
+        self._issued = [0, 0]  # I/Os issued per direction (fio's rate_io_issue_bytes / bs)
+        self._due = [0, 0]  # fio's rate_next_io_time per direction, us since the job began
+        self._gap = sampler(UNIT, rate_rng) if rate_rng is not None else None
 
     def new_io(self, now: float, track: bool = True) -> IO:
         """The job's next I/O: direction by rwmixread, offset sequential or uniform random.
@@ -97,6 +138,90 @@ class FioJob:
             self.active.add(1, now)
         bs = self._bs
         return IO(self, write, block * bs, bs, now)
+
+    def gated_io(self, now: float) -> IO:
+        """The next I/O of a gated job, in the direction its rate check chose (or by rwmixread
+        when no rate applies); counted for the rate's schedule."""
+        d = self.due_write
+        self.due_write = -1
+        if d < 0:
+            d = int(self._draw_write())
+        write = bool(d)
+        if self._random:
+            block = int(self._uniform() * self._blocks)
+        else:
+            block = self._next[d]
+            self._next[d] = (block + 1) % self._blocks
+        self.active.add(1, now)
+        if self._rate[d]:
+            self._issued[d] += 1
+            self._due[d] = self._next_due(d)
+        bs = self._bs
+        return IO(self, write, block * bs, bs, now)
+
+    def _draw_write(self) -> bool:
+        f = self._read_fraction
+        return f == 0.0 or (f < 1.0 and self._uniform() >= f)
+
+    def _next_due(self, d: int) -> int:
+        u = -1.0
+        if self._poisson:
+            assert self._gap is not None
+            u = self._gap()
+        return rate_due(self._rate[d], self._bs, self._issued[d], self._due[d], u)
+
+    def check(self, now: float) -> float:
+        """fio's checks before the next I/O of a gated job: 0 to issue now; > 0 to spin that
+        long first; -1 to hold it back (reaping, or asleep until `sleep_until`, when a timer
+        wakes the vCPU)."""
+        if self.sleep_until >= 0:
+            if self.sleep_until > now:
+                return -1.0
+            self.sleep_until = -1.0
+            if self.due_write >= 0:
+                return 0.0  # a rate sleep ends in the I/O it was for (rate_ddir)
+        if self.stall_us >= 0:  # io_u_quiesce: everything in flight is reaped first
+            if self.inflight:
+                return -1.0
+            if self.spin_us:
+                spin, self.spin_us = self.spin_us, 0.0
+                return spin
+            stall, self.stall_us = self.stall_us, -1.0
+            if stall > 0:
+                self.sleep_until = now + stall  # usec_sleep (the vCPU arms a timer)
+                return -1.0
+            if self.due_write >= 0:
+                return 0.0
+        w = self.w
+        if w.thinktime and self.reaped >= self._think_mark + w.thinktime_blocks:
+            self._think_mark = self.reaped  # handle_thinktime: quiesce, spin, sleep the rest
+            self.spin_us = w.thinktime_spin
+            self.stall_us = w.thinktime - w.thinktime_spin
+            return self.check(now)
+        if self._rate[0] or self._rate[1]:
+            return self._rate_check(now)
+        return 0.0
+
+    def _rate_check(self, now: float) -> float:
+        """fio's rate_ddir (io_u.c): issue when the drawn direction is behind its schedule;
+        when it is ahead, take the other direction if that one is behind, else plan to sleep
+        until the earlier of the two (after a quiesce) and issue in that direction."""
+        d = int(self._draw_write())
+        due = self._due
+        if due[d] <= now:
+            self.due_write = d
+            return 0.0
+        o = 1 - d
+        mixed = 0.0 < self._read_fraction < 1.0
+        if mixed:
+            if due[o] <= now:
+                self.due_write = o
+                return 0.0
+            if due[o] < due[d]:
+                d = o
+        self.due_write = d
+        self.stall_us = due[d] - now
+        return self.check(now)
 
 
 class Vcpu:
@@ -190,19 +315,27 @@ class Vcpu:
                     self.tags.release(job, env.now)
                     yield from self._add(job, io)
                     worked = True
-                if job.inflight >= job.w.iodepth:  # fio reaps when its queue is full ...
-                    # ... what completed, each reap followed by a submission: once the free
-                    # tags are used up, the next submission sleeps and reaping stops with it.
-                    # (Within the queue's size there are always enough tags: no limit.)
+                full = job.inflight >= job.w.iodepth
+                if full or job.stall_us >= 0:  # fio reaps when its queue is full (or all
+                    # in flight, before a sleep) what completed, each reap followed by a
+                    # submission: once the free tags are used up, the next submission sleeps
+                    # and reaping stops with it. (Within the queue's size there are always
+                    # enough tags: no limit.) iodepth_batch_complete_min/max: at a full queue
+                    # it waits for that many, and one reap takes at most that many.
                     budget = self.tags.free(vq) + 1
+                    if job.complete_max:
+                        budget = min(budget, job.complete_max)
+                    if full and len(job.done) < min(job.complete_min, job.inflight):
+                        budget = 0
                     while job.done and budget:
                         budget -= 1
                         io = job.done.popleft()
                         io.t_done = t_done = env.now + carry  # fio's reap: clat ends
                         carry = 0.0
                         job.inflight -= 1
+                        job.reaped += 1
                         worked = True
-                        if job.done or not vq.can_add() or c.has_loop:
+                        if job.done or not vq.can_add() or c.has_loop or job.gated:
                             if t_done > env.now:
                                 yield t_done - env.now
                             job.active.add(-1, t_done)
@@ -219,9 +352,18 @@ class Vcpu:
                     yield carry
                     carry = 0.0
                 while job.inflight < job.w.iodepth:
+                    if job.gated:  # rate_iops or thinktime may hold the I/O back
+                        wait = job.check(env.now)
+                        if wait > 0:  # thinktime_spin: the vCPU is busy meanwhile
+                            yield wait
+                            worked = True
+                            continue
+                        if wait < 0:
+                            self._alarm(job)
+                            break
                     if c.has_loop:  # fio's own loop before a submission: off the clock
                         yield c.guest_loop()
-                    io = job.new_io(env.now)
+                    io = job.gated_io(env.now) if job.gated else job.new_io(env.now)
                     job.inflight += 1
                     yield c.guest_submit()
                     worked = True
@@ -237,6 +379,17 @@ class Vcpu:
                 yield carry
             if not worked:
                 yield from t.wait(fds)
+
+    def _alarm(self, job: FioJob) -> None:
+        """Wake the vCPU when a sleeping job's sleep ends (one timer per sleep)."""
+        until = job.sleep_until
+        if until > job.alarm:
+            job.alarm = until
+            timer = self.thread.env.timeout(until - self.thread.env.now)
+            timer.callbacks.append(self._ring)
+
+    def _ring(self, _event: object) -> None:
+        self.wake.signal()
 
     def _add(self, job: FioJob, io: IO) -> Proc:
         """Make io available to the device; once the job's batch is complete (one request

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vsim.models.guest import rate_due
 from vsim.processes import child_init
 from vsim.reference.guestmem import (
     CTL_ABORT,
@@ -72,6 +73,78 @@ def io_pattern(workload: Workload, region: int, seed: int) -> Iterator[tuple[boo
             yield is_write, blk * bs
 
 
+def sleep_granularity_ns() -> int:
+    """How late a 1 us sleep returns, the worst of 10: fio's fio_init_ns_granularity
+    (time.c), which usec_sleep then takes off every sleep."""
+    worst = 0
+    for _ in range(10):
+        t = time.monotonic_ns()
+        time.sleep(1e-6)
+        worst = max(worst, time.monotonic_ns() - t)
+    return worst
+
+
+class _Gate:
+    """fio's rate_iops and thinktime for the jobs of one queue, as the model has them
+    (vsim.models.guest.FioJob.check): before an I/O, a job ahead of its rate schedule, or
+    due a think time, reaps everything in flight (io_u_quiesce), then spins and sleeps.
+    The reference runs one-direction jobs only (vsim.reference.runner.check_guest)."""
+
+    def __init__(self, w: Workload, jobs: tuple[int, ...], seed: int, t_start: int) -> None:
+        self.w = w
+        self.t_start = t_start
+        self.d = 1 if w.read_fraction == 0.0 else 0  # the jobs' one direction
+        self.rate = w.rate_iops[self.d]
+        n = len(jobs)
+        self.due = [0] * n  # us since the start (fio's rate_next_io_time)
+        self.count = [0] * n  # I/Os issued
+        self.mark = [0] * n  # I/Os reaped at the last think time
+        poisson = w.rate_process == "poisson" and self.rate > 0
+        self.rngs = [np.random.default_rng((seed, 1, j)) for j in jobs] if poisson else None
+        self.granularity = sleep_granularity_ns()
+
+    def pause(self, k: int, t: int, in_flight: int) -> tuple[float, float] | None:
+        """(spin_us, sleep_us) when job k must stall before its next I/O, else None."""
+        w = self.w
+        reaped = self.count[k] - in_flight
+        if w.thinktime and reaped >= self.mark[k] + w.thinktime_blocks:
+            self.mark[k] = reaped
+            return (w.thinktime_spin, w.thinktime - w.thinktime_spin)
+        if self.rate:
+            ahead_us = self.due[k] - (t - self.t_start) / 1000
+            if ahead_us > 0:  # measured before the quiesce, slept after it (rate_ddir)
+                return (0.0, ahead_us)
+        return None
+
+    def stall(self, pause: tuple[float, float], t_end: int | None) -> None:
+        """Spin, then sleep, neither past the end of the run."""
+        spin_us, sleep_us = pause
+        t = time.monotonic_ns()
+        if spin_us:
+            until = t + int(spin_us * 1000)
+            if t_end is not None:
+                until = min(until, t_end)
+            while time.monotonic_ns() < until:
+                pass
+            t = time.monotonic_ns()
+        wake = t + int(sleep_us * 1000)
+        if t_end is not None:
+            wake = min(wake, t_end)
+        # fio's usec_sleep: a sleep shorter than the granularity is spun, a longer one asks
+        # for that much less (the overshoot brings it back to the time asked)
+        if wake - t > self.granularity:
+            time.sleep((wake - t - self.granularity) / 1e9)
+        while time.monotonic_ns() < wake:
+            pass
+
+    def issued(self, k: int) -> None:
+        """Job k issued an I/O: its next due time, by fio's usec_for_io."""
+        self.count[k] += 1
+        if self.rate:
+            u = float(self.rngs[k].random()) if self.rngs is not None else -1.0
+            self.due[k] = rate_due(self.rate, self.w.bs, self.count[k], self.due[k], u)
+
+
 def guest_main(cfg: GuestConfig, mem: GuestMemory, conn: Connection) -> None:
     """Process entry: wait for "go", run the job, send ("ok", results) or ("error", message)."""
     child_init()  # dies with the parent, which handles Ctrl-C and stops us
@@ -126,13 +199,21 @@ class GuestJob:
         t_start = now()
         ramp_end = t_start + int(wl.ramp_time * 1e9)
         t_end = ramp_end + int(wl.runtime * 1e9) if wl.runtime else None
-        t_irq = 0
         control = mem.control
+        gate = _Gate(wl, cfg.jobs, cfg.seed, t_start) if wl.gated else None
         try:
             while True:
                 for k in range(n_jobs):
                     job_free = free[k]
                     while job_free and more[k]:
+                        if gate is not None:
+                            pause = gate.pause(k, now(), depth - len(job_free))
+                            if pause is not None:  # fio commits, reaps all, then stalls
+                                if batch:
+                                    self._commit(batch, issued)
+                                while len(job_free) < depth:
+                                    self._wait(done, free, slot_io, issued, data)
+                                gate.stall(pause, t_end)
                         t_sub = now()
                         if t_end is not None and t_sub >= t_end:
                             more[k] = False
@@ -160,6 +241,8 @@ class GuestJob:
                             slot,
                         )
                         mem.tags[head] = io
+                        if gate is not None:
+                            gate.issued(k)
                         if per_submit == 1:  # (inline: the path calibration measures)
                             kicked = driver.kick_prepare()
                             if kicked:
@@ -177,18 +260,29 @@ class GuestJob:
                 if idle or control[CTL_ABORT]:
                     break
                 # Wait for at least one completion (fio's iodepth_batch_complete_min=1).
-                while not self._reap(done, free, slot_io, issued, data, t_irq):
-                    os.eventfd_read(cfg.irq_fd)  # blocks: the irqfd analogue
-                    t_irq = now()
-                    self.irq_waits += 1
-                    if control[CTL_ABORT]:
-                        raise RuntimeError("aborted by the runner")
-                t_irq = 0
-                control[CTL_COMPLETED] = len(done)
+                self._wait(done, free, slot_io, issued, data)
         finally:
             del data
         t_last = max((d[1] for d in done), default=now())
         return self._results(issued, done, t_start, ramp_end, t_last)
+
+    def _wait(
+        self,
+        done: list[tuple[int, int, int, int, int]],
+        free: list[list[int]],
+        slot_io: list[int],
+        issued: list[tuple[int, int, int, int, int, int]],
+        data: list[Any],
+    ) -> None:
+        """Reap at least one completion, blocking on the interrupt when none is there."""
+        t_irq = 0
+        while not self._reap(done, free, slot_io, issued, data, t_irq):
+            os.eventfd_read(self.cfg.irq_fd)  # blocks: the irqfd analogue
+            t_irq = time.monotonic_ns()
+            self.irq_waits += 1
+            if self.mem.control[CTL_ABORT]:
+                raise RuntimeError("aborted by the runner")
+        self.mem.control[CTL_COMPLETED] = len(done)
 
     def _commit(self, batch: list[int], issued: list[tuple[int, int, int, int, int, int]]) -> None:
         """The end of one io_submit: one notification check for the I/Os it added (virtio-blk's

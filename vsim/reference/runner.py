@@ -228,7 +228,8 @@ def _validate(
 
 def check_guest(workload: Workload, d: Design, guest_vcpus: int) -> None:
     """ConfigError unless the reference guest can run `workload` with `guest_vcpus` vCPUs on
-    design `d`: one guest process per used queue, each with a job, within the largest ring."""
+    design `d`: one guest process per used queue, each with a job, within the largest ring;
+    rate_iops and thinktime for one-direction jobs, one per queue."""
     v = guest_vcpus
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_VCPUS:
         raise ConfigError(f"guest_vcpus must be within 1..{MAX_VCPUS}, got {v!r}")
@@ -243,6 +244,23 @@ def check_guest(workload: Workload, d: Design, guest_vcpus: int) -> None:
             f"guest_vcpus ({v}) > numjobs ({workload.numjobs}): a queue would have no job"
         )
     jobs = max(len(j) for j in _jobs_by_queue(workload.numjobs, v, used))
+    w = workload
+    if w.iodepth_batch_complete_min != 1 or w.iodepth_batch_complete_max != 0:
+        raise ConfigError(
+            "the reference guest reaps each completion as its interrupt handler pops it: "
+            "iodepth_batch_complete_min/max are not implemented there (vsim measure --fio "
+            "runs them in fio)"
+        )
+    if w.gated and 0.0 < w.read_fraction < 1.0 and w.rated:
+        raise ConfigError(
+            "the reference guest rates one-direction jobs only (rate_iops with a read/write "
+            "mix: vsim measure --fio runs it in fio)"
+        )
+    if w.gated and jobs > 1:
+        raise ConfigError(
+            f"rate_iops / thinktime: the reference guest runs a queue's {jobs} jobs in one "
+            "process, so one job's stall would stall the others: give numjobs = guest_vcpus"
+        )
     if workload.iodepth * jobs > MAX_QUEUE_SIZE // 3:
         limit = MAX_QUEUE_SIZE // 3
         raise ConfigError(

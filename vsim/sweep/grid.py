@@ -13,8 +13,10 @@ import pandas as pd
 from vsim.demands import mva_point
 from vsim.engine import DEFAULT_MAX_IOS, check_run_options, simulate
 from vsim.errors import ConfigError
+from vsim.fio import check_percentiles
 from vsim.profile import Profile, load_profile, profile_digest
 from vsim.progress import Progress
+from vsim.results import ROW_PERCENTILES
 from vsim.scenario import Scenario, Workload, design
 from vsim.sweep.executors import run_unordered
 from vsim.sweep.table import resimulate
@@ -37,15 +39,15 @@ SEED_GRID: dict[str, Any] = {
     "bs": [512],
     "iodepth": [1, 2, 3],
 }
-WORKLOAD_FACTORS = ("rw", "bs", "iodepth", "numjobs", "rwmixread")
+WORKLOAD_FACTORS = ("rw", "bs", "iodepth", "numjobs", "rwmixread", "rate_iops")
 SCENARIO_FACTORS = ("guest_vcpus",)
 
 
 def grid(base: Scenario, factors: Mapping[str, Sequence[Any]]) -> list[Scenario]:
     """Every combination of factors applied to base, in the order the factors are given.
 
-    Factors are `design` (preset names), workload fields (rw, bs, iodepth, numjobs, rwmixread)
-    and scenario fields (guest_vcpus).
+    Factors are `design` (preset names), workload fields (rw, bs, iodepth, numjobs, rwmixread,
+    rate_iops as (reads, writes) tuples) and scenario fields (guest_vcpus).
     """
     names = list(factors)
     out = []
@@ -63,8 +65,10 @@ def grid(base: Scenario, factors: Mapping[str, Sequence[Any]]) -> list[Scenario]
     return out
 
 
-def _run_point(args: tuple[Scenario, int, str, Profile, dict[str, Any]]) -> list[dict[str, Any]]:
-    scenario, seed, method, profile, run_opts = args
+def _run_point(
+    args: tuple[Scenario, int, str, Profile, dict[str, Any], tuple[float, ...]],
+) -> list[dict[str, Any]]:
+    scenario, seed, method, profile, run_opts, percentiles = args
     if method == "mva":
         w = scenario.workload
         row: dict[str, Any] = {
@@ -85,7 +89,7 @@ def _run_point(args: tuple[Scenario, int, str, Profile, dict[str, Any]]) -> list
         row["extrapolated"] = profile.disk.extrapolated(w.bs, w.directions)
         return [row]
     res = simulate(scenario, seed, profile=profile, **run_opts)
-    return [{**r, "method": "des"} for r in res.rows()]
+    return [{**r, "method": "des"} for r in res.rows(percentiles)]
 
 
 @dataclass
@@ -124,8 +128,11 @@ def run_points(
     out: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[int, int, Scenario], None] | None = None,
+    percentiles: Sequence[float] = ROW_PERCENTILES,
 ) -> SweepResult:
     """Run every scenario; rows come back in scenario order whatever the executor.
+
+    percentiles: the clat / lat percentile columns of each row (vsim.results.Result.rows).
 
     precision / max_ios: run-length control for points without number_ios or runtime (see
     vsim.engine.simulate). jobs: worker processes; scheduler: a Dask scheduler address.
@@ -142,8 +149,12 @@ def run_points(
             profiles[s.profile] = load_profile(s.profile)
             digests[s.profile] = profile_digest(profiles[s.profile])
     opts = {"precision": precision, "max_ios": max_ios}
+    pcts = check_percentiles(percentiles)
     ws = Workspace(out, resume=resume) if out is not None else None
-    ids = [point_id(s, seed, {**opts, "method": method}, digests[s.profile]) for s in scenarios]
+    keyed: dict[str, Any] = {**opts, "method": method}
+    if pcts != ROW_PERCENTILES:  # (a point at the default keeps its id from before)
+        keyed["percentiles"] = list(pcts)
+    ids = [point_id(s, seed, keyed, digests[s.profile]) for s in scenarios]
     done: dict[int, list[dict[str, Any]]] = {}
     if ws is not None:
         for i, pid in enumerate(ids):
@@ -151,7 +162,7 @@ def run_points(
             if rows is not None:
                 done[i] = rows
     todo = [i for i in range(len(scenarios)) if i not in done]
-    work = [(scenarios[i], seed, method, profiles[scenarios[i].profile], opts) for i in todo]
+    work = [(scenarios[i], seed, method, profiles[scenarios[i].profile], opts, pcts) for i in todo]
     finished = len(done)
     for k, rows in run_unordered(_run_point, work, jobs=jobs, scheduler=scheduler):
         i = todo[k]
@@ -185,18 +196,29 @@ def sweep(
     out: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[int, int, Scenario], None] | bool | None = None,
+    workload: Workload | None = None,
+    rate_iops: Sequence[int] | None = None,
+    percentiles: Sequence[float] = ROW_PERCENTILES,
 ) -> SweepResult:
-    """Expand a grid (default: the seed's table) and run it; see `grid` and `run_points`."""
-    base = Scenario(
-        workload=Workload(number_ios=number_ios, runtime=runtime, ramp_time=ramp_time),
-        profile=profile,
-    )
+    """Expand a grid (default: the seed's table) and run it; see `grid` and `run_points`.
+
+    workload: the base job (e.g. ``JobSpec.workload()`` of a fio job file, or one with
+    thinktime) whose rw, bs and iodepth the grid replaces; its run length gives way to
+    number_ios / runtime when those are given. rate_iops: a factor of open-loop rates, each
+    applied to every direction the job issues (fio's single-value rate_iops).
+    """
+    w = workload if workload is not None else Workload(ramp_time=ramp_time)
+    if workload is None or number_ios is not None or runtime is not None:
+        w = replace(w, number_ios=number_ios, runtime=runtime)
+    base = Scenario(workload=w, profile=profile)
     factors: dict[str, list[Any]] = {
         "design": list(design),
         "rw": list(rw),
         "bs": list(bs),
         "iodepth": list(iodepth),
     }
+    if rate_iops is not None:
+        factors["rate_iops"] = [(int(r), int(r)) for r in rate_iops]
     points = grid(base, factors)
     bar = None
     if progress is None or isinstance(progress, bool):
@@ -214,6 +236,7 @@ def sweep(
             out=out,
             resume=resume,
             progress=progress,
+            percentiles=percentiles,
         )
     finally:
         if bar is not None:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vsim.engine import stable_fields
 from vsim.errors import ConfigError
 from vsim.outputs import check_dir, remove_stale_tmp, write_atomic
 from vsim.scenario import Scenario
@@ -24,7 +25,7 @@ POINTS = "points"
 def point_id(scenario: Scenario, seed: int, options: dict[str, Any], profile_digest: str) -> str:
     """A stable name for a point: a hash of everything its result depends on."""
     doc = {
-        "scenario": asdict(scenario),
+        "scenario": {**asdict(scenario), "workload": stable_fields(scenario.workload)},
         "seed": seed,
         "options": options,
         "profile": profile_digest,

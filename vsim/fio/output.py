@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from vsim.__version__ import __version__
 from vsim.errors import ConfigError, FioFormatError
+from vsim.fio.jobfile import Translation, translate
 from vsim.scenario import Workload, parse_size
 
 __all__ = [
@@ -32,8 +33,11 @@ __all__ = [
     "JobSamples",
     "LatencySummary",
     "bins_from_ns",
+    "check_percentiles",
     "fio_json",
     "latency_summary",
+    "parse_percentiles",
+    "percentile_column",
     "percentile_key",
     "percentiles_from_bins",
     "plat_idx_to_val",
@@ -52,6 +56,7 @@ FIO_IO_U_PLAT_VAL = 1 << FIO_IO_U_PLAT_BITS
 FIO_IO_U_PLAT_GROUP_NR = 29
 FIO_IO_U_PLAT_NR = FIO_IO_U_PLAT_GROUP_NR * FIO_IO_U_PLAT_VAL
 
+FIO_PERCENTILES_MAX = 20  # FIO_IO_U_LIST_MAX_LEN (stat.h): the most percentiles fio reports
 #: fio's default ``percentile_list``.
 FIO_PERCENTILES: tuple[float, ...] = (
     1.0,
@@ -82,6 +87,37 @@ FIO_VERSION = f"vsim-{__version__}"
 def percentile_key(p: float) -> str:
     """The JSON key fio writes for percentile ``p`` (C's ``%f``: ``99.000000``)."""
     return f"{p:f}"
+
+
+def percentile_column(latency: str, p: float) -> str:
+    """The tidy-table column of percentile ``p`` of ``latency`` (clat, lat): ``lat_p99.9_us``."""
+    return f"{latency}_p{float(p):g}_us"
+
+
+def check_percentiles(percentiles: Sequence[float]) -> tuple[float, ...]:
+    """A percentile list as fio's ``percentile_list`` takes it: numbers in (0, 100], at
+    least one and at most fio's 20 (FIO_IO_U_LIST_MAX_LEN), ascending, duplicates dropped."""
+    out: list[float] = []
+    for p in percentiles:
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 < p <= 100.0:
+            raise ConfigError(f"percentiles must be numbers within (0, 100], got {p!r}")
+        out.append(float(p))
+    pcts = tuple(sorted(set(out)))
+    if not 1 <= len(pcts) <= FIO_PERCENTILES_MAX:
+        raise ConfigError(
+            f"percentiles: give 1 to {FIO_PERCENTILES_MAX} values (fio's limit), got {len(pcts)}"
+        )
+    return pcts
+
+
+def parse_percentiles(text: str) -> tuple[float, ...]:
+    """fio's ``percentile_list`` syntax (``99:99.9``, colon separated) or a comma list."""
+    parts = [x.strip() for x in re.split(r"[,:]", text) if x.strip()]
+    try:
+        values = [float(x) for x in parts]
+    except ValueError:
+        raise ConfigError(f"percentiles: cannot read {text!r} (expected e.g. 50,99,99.9)") from None
+    return check_percentiles(values)
 
 
 # --------------------------------------------------------------------------- histogram
@@ -296,7 +332,12 @@ class DirectionStats:
 
 @dataclass(frozen=True)
 class FioJob:
-    """One entry of fio's ``jobs`` list: options (job over global, as strings) and results."""
+    """One entry of fio's ``jobs`` list: options (job over global, as strings) and results.
+
+    The fields below ``options`` are what vsim's one translator of fio options
+    (:func:`vsim.fio.jobfile.translate`, kept in ``translation``) makes of them; ``number_ios``
+    and ``size`` are the options' own (the run length fio derives is in ``workload()``).
+    """
 
     jobname: str
     options: dict[str, str]
@@ -313,6 +354,7 @@ class FioJob:
     ioengine: str | None  # None: fio's default engine
     direct: bool
     directions: dict[str, DirectionStats]  # only directions with total_ios > 0
+    translation: Translation
 
     @property
     def read(self) -> DirectionStats | None:
@@ -330,41 +372,13 @@ class FioJob:
         return sum(d.iops for d in self.directions.values())
 
     def workload(self, **overrides: Any) -> Workload:
-        """The :class:`~vsim.scenario.Workload` this job describes (fields may be overridden)."""
-        fields: dict[str, Any] = {
-            "rw": self.rw,
-            "bs": self.bs,
-            "iodepth": self.iodepth,
-            "numjobs": self.numjobs,
-            "rwmixread": self.rwmixread,
-            "number_ios": self.number_ios,
-            "runtime": self.runtime,
-            "ramp_time": self.ramp_time,
-            "iodepth_batch_submit": self.iodepth_batch_submit,
-        }
-        if self.size is not None:
-            fields["size"] = self.size
-        fields.update(overrides)
-        return Workload(**fields)
+        """The :class:`~vsim.scenario.Workload` this job describes (fields may be overridden),
+        built as a job file's is (:meth:`vsim.fio.jobfile.Translation.workload`); a value vsim
+        rejects is one ConfigError line naming ``jobs[i]`` and the option."""
+        return self.translation.workload(**overrides)
 
 
 _LINE_START_BRACE = re.compile(r"^\{", re.MULTILINE)
-_TIME_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*$", re.IGNORECASE)
-_TIME_UNITS = {
-    "": 1.0,
-    "s": 1.0,
-    "sec": 1.0,
-    "us": 1e-6,
-    "usec": 1e-6,
-    "ms": 1e-3,
-    "msec": 1e-3,
-    "m": 60.0,
-    "min": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-}
 
 
 def _looks_like_text(source: str) -> bool:
@@ -473,21 +487,27 @@ def _direction(obj: Any, path: str) -> DirectionStats:
     )
 
 
-def _seconds(text: str, name: str, path: str) -> float:
-    m = _TIME_RE.match(text)
-    if not m or m.group(2).lower() not in _TIME_UNITS:
-        raise FioFormatError(f"{path}: cannot read {name}={text!r} as a time")
-    return float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
+def _io_bytes(obj: Mapping[str, Any]) -> int:
+    """The bytes a job's results say it moved (0 where fio's numbers are missing)."""
+    total = 0
+    for d in DIRECTIONS:
+        v = obj.get(d, {}).get("io_bytes") if isinstance(obj.get(d), Mapping) else None
+        total += v if isinstance(v, int) and not isinstance(v, bool) else 0
+    return total
 
 
-def _opt_int(opts: Mapping[str, str], name: str, default: int, path: str) -> int:
-    text = opts.get(name)
-    if text is None:
-        return default
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise FioFormatError(f"{path}: cannot read {name}={text!r} as an integer") from None
+def _translation(obj: Mapping[str, Any], opts: Mapping[str, str], path: str) -> Translation:
+    """The job's options through vsim's translator. fio's JSON leaves out an option given
+    without a value (stat.c json_add_job_opts writes a NULL value as nothing: a bare
+    ``time_based``, ``--time_based`` on the command line), so a job whose results exceed what
+    it may do unless time_based (loops x io_size bytes per job) is read as time_based."""
+    tr = translate(opts, path)
+    limit, jobs = tr.io_bytes_limit, tr.fields.get("numjobs", 1)
+    if "time_based" in opts or limit is None or not isinstance(jobs, int):
+        return tr
+    if _io_bytes(obj) > limit * max(jobs, 1):
+        return translate({**opts, "time_based": ""}, path)
+    return tr
 
 
 def _job(obj: Any, index: int, global_options: Mapping[str, str]) -> FioJob:
@@ -496,21 +516,11 @@ def _job(obj: Any, index: int, global_options: Mapping[str, str]) -> FioJob:
     raw = obj.get("job options", {})
     if not isinstance(raw, Mapping):
         raise FioFormatError(f"{path}.job options is not a JSON object")
-    opts = {**global_options, **{str(k): str(v) for k, v in raw.items()}}
-
-    rw = opts.get("rw", opts.get("readwrite", "read")).split(":", 1)[0].strip()
-    bs_text = next((b for b in opts.get("bs", opts.get("blocksize", "4k")).split(",") if b), "4k")
-    try:
-        bs = parse_size(bs_text)
-        size = parse_size(opts["size"]) if "size" in opts and "%" not in opts["size"] else None
-    except ConfigError as exc:
-        raise FioFormatError(f"{path}: {exc}") from None
-    if "rwmixread" in opts:
-        rwmixread = _opt_int(opts, "rwmixread", 50, path)
-    else:
-        rwmixread = 100 - _opt_int(opts, "rwmixwrite", 50, path)
-    runtime = _seconds(opts["runtime"], "runtime", path) if "runtime" in opts else 0.0
-    number_ios = _opt_int(opts, "number_ios", 0, path)
+    opts = dict(global_options)
+    for k, v in raw.items():  # a job option is applied after the global ones: it wins
+        opts.pop(str(k), None)
+        opts[str(k)] = str(v)
+    tr = _translation(obj, opts, path)
 
     directions = {}
     for d in (*DIRECTIONS, "mixed"):
@@ -519,27 +529,24 @@ def _job(obj: Any, index: int, global_options: Mapping[str, str]) -> FioJob:
     if not any(d in obj for d in (*DIRECTIONS, "mixed")):
         raise FioFormatError(f"missing {path}.read (no read, write, trim or mixed results)")
 
+    f = tr.fields
     return FioJob(
         jobname=str(name),
         options=opts,
-        rw=rw,
-        bs=bs,
-        iodepth=_opt_int(opts, "iodepth", 1, path),
-        numjobs=_opt_int(opts, "numjobs", 1, path),
-        rwmixread=rwmixread,
-        runtime=runtime if runtime > 0 else None,
-        ramp_time=_seconds(opts.get("ramp_time", "0"), "ramp_time", path),
-        size=size,
-        number_ios=number_ios if number_ios > 0 else None,
-        iodepth_batch_submit=_opt_int(
-            opts,
-            "iodepth_batch_submit" if "iodepth_batch_submit" in opts else "iodepth_batch",
-            1,
-            path,
-        ),
-        ioengine=opts.get("ioengine"),
-        direct=opts.get("direct", "0").strip() in ("1", "true") or opts.get("buffered") == "0",
+        rw=f["rw"],
+        bs=f["bs"],
+        iodepth=f.get("iodepth", 1),
+        numjobs=f.get("numjobs", 1),
+        rwmixread=f.get("rwmixread", 50),
+        runtime=tr.given.get("runtime"),
+        ramp_time=tr.given.get("ramp_time", 0.0),
+        size=tr.given.get("size"),
+        number_ios=tr.given.get("number_ios"),
+        iodepth_batch_submit=f.get("iodepth_batch_submit", 1),
+        ioengine=tr.metadata.get("ioengine"),
+        direct=tr.metadata.get("direct") == "1",
         directions=directions,
+        translation=tr,
     )
 
 
