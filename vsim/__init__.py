@@ -6,22 +6,28 @@ from vsim.errors import ConfigError, ProfileError, VsimError
 from vsim.profile import Profile, load_profile
 from vsim.results import Result
 from vsim.scenario import DESIGNS, Design, Scenario, Workload, design
+from vsim.studies import Comparison, SearchResult, compare, compare_measured, search
 from vsim.sweep import SweepResult, sweep
 
 __all__ = [
     "DESIGNS",
+    "Comparison",
     "ConfigError",
     "Design",
     "Profile",
     "ProfileError",
     "Result",
     "Scenario",
+    "SearchResult",
     "SweepResult",
     "VsimError",
     "Workload",
     "__version__",
+    "compare",
+    "compare_measured",
     "design",
     "load_profile",
+    "search",
     "simulate",
     "sweep",
 ]

@@ -393,11 +393,20 @@ def _add_measure(sub: Any) -> None:
         epilog="example: vsim measure --design virtio-blk,vhost-blk --rw randread --bs 4k "
         "--iodepth 1,2,4,8,16,32 --runtime 5 --repeat 3 --out runs/local",
     )
+    _job_arguments(p)
     p.add_argument("--design", default="virtio-blk,vhost-blk", help="comma list")
-    p.add_argument("--rw", default="randread", help="comma list")
-    p.add_argument("--bs", default="4k", help="comma list of block sizes")
-    p.add_argument("--iodepth", default="1,2,4,8,16,32", help="1,2,4 or 1-32")
-    p.add_argument("--numjobs", default="1", help="fio jobs in the guest, a point factor: 1,2,4")
+    p.add_argument("--rw", help="comma list (default: the job file's, else randread)")
+    p.add_argument("--bs", help="comma list of block sizes (default: the job file's, else 4k)")
+    p.add_argument(
+        "--iodepth", help="1,2,4 or 1-32 (default: the job file's, else 1,2,4,8,16,32)"
+    )
+    p.add_argument(
+        "--numjobs", help="fio jobs in the guest, a point factor: 1,2,4 (default: the job file's)"
+    )
+    p.add_argument(
+        "--rate-iops", help="open-loop rate of every point, fio's rate_iops (default: none)"
+    )
+    p.add_argument("--rate-process", help="linear (default) or poisson (fio's rate_process)")
     p.add_argument(
         "--guest-vcpus",
         type=int,
@@ -408,18 +417,20 @@ def _add_measure(sub: Any) -> None:
     p.add_argument(
         "--iodepth-batch-submit",
         type=int,
-        default=1,
         help="the guest's I/Os per io_submit, one kick check each (fio's iodepth_batch_submit; "
-        "0: iodepth); every point",
+        "0: iodepth); every point (default: the job file's, else 1)",
     )
     p.add_argument(
         "--runtime",
         type=float,
-        help=f"seconds per run (default 5; with --precision {PRECISION_RUNTIME:g}: the CI is "
-        "over runs, and the scheduler's placement regimes, tens of ms each, average out "
-        "across many short runs better than across a few long ones)",
+        help=f"seconds per run (default: the job file's, else 5; with --precision "
+        f"{PRECISION_RUNTIME:g}: the CI is over runs, and the scheduler's placement regimes, "
+        "tens of ms each, average out across many short runs better than across a few long "
+        "ones)",
     )
-    p.add_argument("--ramp-time", type=float, default=0.0, help="warm-up seconds per run")
+    p.add_argument(
+        "--ramp-time", type=float, help="warm-up seconds per run (default: the job file's, else 0)"
+    )
     p.add_argument(
         "--repeat",
         type=int,
@@ -719,6 +730,8 @@ def _render(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(df.to_dict(orient="records"), indent=2) + "\n"
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
+    if "rate_iops" in df.columns and (df["rate_iops"].fillna(0) > 0).any():
+        cols.insert(cols.index("numjobs") + 1, "rate_iops")  # an open-loop table
     pct = [c for c in df.columns if _PERCENTILE_COLUMN.match(str(c))]
     if pct:  # the percentiles asked for (--percentiles), in place of p50 and p99
         lat = [c for c in cols if c not in pct and not _PERCENTILE_COLUMN.match(c)]
@@ -1033,17 +1046,23 @@ def cmd_measure(a: argparse.Namespace) -> None:
         check_directory(a.dir)
     if a.file is not None and not Path(a.file).exists():
         raise ConfigError(f"--file {a.file}: does not exist")
+    spec = _job_spec(a)
+    job = _measure_job(a, spec)
+    jf = spec.translation.given if spec is not None else {}
     c = Campaign(
         designs=tuple(_names(a.design, "--design")),
-        rws=tuple(_names(a.rw, "--rw")),
-        bss=tuple(_sizes(a.bs)),
-        iodepths=tuple(_ints(a.iodepth)),
-        numjobs=tuple(_ints(a.numjobs)),
+        rws=tuple(_names(a.rw, "--rw")) if a.rw is not None else (job.rw,),
+        bss=tuple(_sizes(a.bs)) if a.bs is not None else (job.bs,),
+        iodepths=tuple(_ints(a.iodepth))
+        if a.iodepth is not None
+        else ((job.iodepth,) if spec is not None else (1, 2, 4, 8, 16, 32)),
+        numjobs=tuple(_ints(a.numjobs)) if a.numjobs is not None else (job.numjobs,),
         guest_vcpus=a.guest_vcpus,
-        iodepth_batch_submit=a.iodepth_batch_submit,
+        iodepth_batch_submit=job.iodepth_batch_submit,
         placements=placements,
-        runtime=a.runtime,
-        ramp_time=a.ramp_time,
+        runtime=a.runtime if a.runtime is not None else jf.get("runtime"),
+        ramp_time=job.ramp_time,
+        job=job,
         repeat=a.repeat,
         precision=a.precision,
         budget=budget,
@@ -1082,6 +1101,29 @@ def cmd_measure(a: argparse.Namespace) -> None:
     if "campaign" in df.attrs:
         print(_campaign_line(df, c.precision), file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
+
+
+def _measure_job(a: argparse.Namespace, spec: JobSpec | None) -> Workload:
+    """The job every point of a campaign runs (its grid factors aside): the job file's, or
+    vsim measure's defaults (4k randread), with the flags given over it."""
+    over: dict[str, Any] = {}
+    if a.iodepth_batch_submit is not None:
+        over["iodepth_batch_submit"] = a.iodepth_batch_submit
+    if a.ramp_time is not None:
+        over["ramp_time"] = a.ramp_time
+    if a.rate_iops is not None:
+        over["rate_iops"] = _rate(a.rate_iops)
+    if a.rate_process is not None:
+        over.update(translate({"rate_process": a.rate_process}, "--rate-process").given)
+    if spec is None:
+        return Workload(**{"rw": "randread", "bs": 4096, **over})
+    if spec.translation.given.get("number_ios") or "runtime" not in spec.translation.given:
+        print(
+            f"note: {a.job}: vsim measure runs every point for --runtime (default 5 s), "
+            "not for the job's size or number_ios",
+            file=sys.stderr,
+        )
+    return spec.workload(**over, number_ios=None, runtime=None)
 
 
 def _duration(seconds: float) -> str:

@@ -115,6 +115,9 @@ class Campaign:
     verify: bool = False
     size: int = 64 << 20
     trace_ios: int | None = None  # keep the first N I/Os of each trace (None: all)
+    # A fio job (e.g. a job file's) whose options beyond the grid's every point takes:
+    # rate_iops, rate_process, thinktime, iodepth_batch_complete_min/max.
+    job: Workload | None = None
 
     def __post_init__(self) -> None:
         for d in self.designs:
@@ -170,12 +173,15 @@ class Campaign:
 
     def workloads(self) -> list[Workload]:
         """The grid's workloads (without the design), in measurement order."""
+        base = self.job if self.job is not None else Workload()
         return [
-            Workload(
+            replace(
+                base,
                 rw=rw,
                 bs=bs,
                 iodepth=qd,
                 numjobs=jobs,
+                number_ios=None,
                 runtime=self.seconds,
                 ramp_time=self.ramp_time,
                 size=self.size,
@@ -513,8 +519,9 @@ def write_provenance(
             "campaign": {
                 k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in c.__dict__.items()
-                if v is not None
-            },
+                if v is not None and k != "job"
+            }
+            | ({"job": job_options(c.job)} if c.job is not None else {}),
             **extra,
         }
     )
