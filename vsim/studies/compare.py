@@ -1,18 +1,4 @@
-"""A/B comparisons: paired differences of every metric with CIs, simulated or measured.
-
-:func:`compare` runs ``reps`` independent replications (rep 0, 1, ...) of design A and of
-design B on one workload and pairs replication r of A with replication r of B. The engine
-seeds a point's random streams without its design (vsim.engine.point_key), so the two runs of
-a pair see the same offsets, disk service times and cost draws (common random numbers): most
-of the run-to-run noise is common to both and cancels in the difference. :func:`compare_measured`
-pairs the runs of two designs in a measured dataset by point and repeat index (``vsim measure``
-interleaves the designs within every round, so a pair ran back to back).
-
-Per point, direction and metric the :class:`Comparison` holds A's and B's means, the mean
-paired difference B - A with its Student-t CI over the pairs (``n - 1`` degrees of freedom,
-vsim.precision.mean_ci), the relative difference (B - A) / A in % with Fieller's CI, the
-number of pairs and a verdict (:data:`VERDICTS`); see :func:`paired_difference`.
-"""
+"""A/B comparisons: paired differences of every metric with CIs, simulated or measured."""
 
 from __future__ import annotations
 
@@ -38,6 +24,19 @@ from vsim.profile import Profile, load_profile
 from vsim.results import DIRECTIONS, ROW_PERCENTILES
 from vsim.scenario import Design, Scenario, Workload, design
 from vsim.sweep.executors import run_unordered
+
+# :func:`compare` runs ``reps`` independent replications (rep 0, 1, ...) of design A and of
+# design B on one workload and pairs replication r of A with replication r of B. The engine
+# seeds a point's random streams without its design (vsim.engine.point_key), so the two runs of
+# a pair see the same offsets, disk service times and cost draws (common random numbers): most
+# of the run-to-run noise is common to both and cancels in the difference. :func:`compare_measured`
+# pairs the runs of two designs in a measured dataset by point and repeat index (``vsim measure``
+# interleaves the designs within every round, so a pair ran back to back).
+#
+# Per point, direction and metric the :class:`Comparison` holds A's and B's means, the mean
+# paired difference B - A with its Student-t CI over the pairs (``n - 1`` degrees of freedom,
+# vsim.precision.mean_ci), the relative difference (B - A) / A in % with Fieller's CI, the
+# number of pairs and a verdict (:data:`VERDICTS`); see :func:`paired_difference`.
 
 __all__ = [
     "COLUMNS",

@@ -258,8 +258,11 @@ def _iodepth_bracket(
     if hi is not None:
         high = hi
     else:
-        bounds = [t.value for t in targets if t.metric.startswith(("lat_", "clat_"))]
-        bounds = [b for b, t in zip(bounds, targets, strict=False) if t.op in ("<=", "<")]
+        bounds = [
+            t.value
+            for t in targets
+            if t.metric.startswith(("lat_", "clat_")) and t.op in ("<=", "<")
+        ]
         curve = _mva_curve(profile, scenario, 256)
         limit = min(bounds) if bounds else math.inf
         first = next((n for n, r in enumerate(curve, 1) if r > limit), len(curve))
