@@ -397,9 +397,7 @@ def _add_measure(sub: Any) -> None:
     p.add_argument("--design", default="virtio-blk,vhost-blk", help="comma list")
     p.add_argument("--rw", help="comma list (default: the job file's, else randread)")
     p.add_argument("--bs", help="comma list of block sizes (default: the job file's, else 4k)")
-    p.add_argument(
-        "--iodepth", help="1,2,4 or 1-32 (default: the job file's, else 1,2,4,8,16,32)"
-    )
+    p.add_argument("--iodepth", help="1,2,4 or 1-32 (default: the job file's, else 1,2,4,8,16,32)")
     p.add_argument(
         "--numjobs", help="fio jobs in the guest, a point factor: 1,2,4 (default: the job file's)"
     )
@@ -911,6 +909,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     w = _workload(
         a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
     )
+    _note_run_length(w, a)
     target, hi = a.target, a.hi
     lt = spec.translation.latency_target if spec is not None else None
     if target is None:
@@ -971,6 +970,26 @@ def cmd_compare(a: argparse.Namespace) -> None:
         raise ConfigError(f"--design: give two designs, A,B (got {len(names)})")
     metrics = _names(a.metrics, "--metrics") if a.metrics is not None else None
     if a.measured is not None:
+        given = [
+            flag
+            for flag, v in (
+                ("a job file", a.job),
+                ("--rw", a.rw),
+                ("--bs", a.bs),
+                ("--iodepth", a.iodepth),
+                ("--numjobs", a.numjobs),
+                ("--rate-iops", a.rate_iops),
+                ("--ios", a.ios),
+                ("--runtime", a.runtime),
+                ("--precision", a.precision),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{given[0]} applies to simulated comparisons: --measured compares the "
+                "dataset's own points"
+            )
         comp = compare_measured(
             a.measured, names[0], names[1], metrics=metrics, confidence=a.confidence
         )
@@ -980,22 +999,22 @@ def cmd_compare(a: argparse.Namespace) -> None:
             a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
         )
         vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
-        with Progress(1, "vsim compare", enabled=False):
-            comp = compare(
-                names[0],
-                names[1],
-                workload=w,
-                profile=a.profile,
-                reps=a.reps,
-                seed=a.seed,
-                precision=a.precision,
-                max_ios=a.max_ios,
-                percentiles=_percentiles(a),
-                confidence=a.confidence,
-                jobs=a.jobs,
-                scheduler=a.scheduler,
-                guest_vcpus=vcpus,
-            )
+        _note_run_length(w, a)
+        comp = compare(
+            names[0],
+            names[1],
+            workload=w,
+            profile=a.profile,
+            reps=a.reps,
+            seed=a.seed,
+            precision=a.precision,
+            max_ios=a.max_ios,
+            percentiles=_percentiles(a),
+            confidence=a.confidence,
+            jobs=a.jobs,
+            scheduler=a.scheduler,
+            guest_vcpus=vcpus,
+        )
     df = comp.to_dataframe()
     if metrics is not None:
         df = df[df["metric"].isin(metrics)]
@@ -1117,6 +1136,14 @@ def _measure_job(a: argparse.Namespace, spec: JobSpec | None) -> Workload:
         over.update(translate({"rate_process": a.rate_process}, "--rate-process").given)
     if spec is None:
         return Workload(**{"rw": "randread", "bs": 4096, **over})
+    named = {k: v for k, v in spec.translation.metadata.items() if k in ("filename", "directory")}
+    if named:  # a job file's target is never taken: user data is only touched when asked
+        print(
+            f"note: {a.job} names {', '.join(f'{k}={v}' for k, v in named.items())}: vsim "
+            "measure runs on its own scratch file (--dir), or on --file (reads only unless "
+            "--allow-overwrite)",
+            file=sys.stderr,
+        )
     if spec.translation.given.get("number_ios") or "runtime" not in spec.translation.given:
         print(
             f"note: {a.job}: vsim measure runs every point for --runtime (default 5 s), "
