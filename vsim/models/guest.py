@@ -107,7 +107,9 @@ class FioJob:
         self.gated = w.gated
         self.complete_min = max(w.iodepth_batch_complete_min, 1)  # 0 reaps 1 at a full queue
         self.complete_max = w.iodepth_batch_complete_max  # 0: every completed I/O
-        self.reaped = 0  # I/Os reaped (fio's io_blocks, which thinktime_blocks counts)
+        self.batched_reaps = self.complete_min > 1 or self.complete_max > 0
+        self.chained = True  # a reap may run into the next submission (set by the vCPU)
+        self.issued = 0  # I/Os a gated job issued (issued - inflight: fio's io_blocks)
         self.stall_us = -1.0
         self.spin_us = 0.0  # thinktime_spin still to spin, after the quiesce
         self.sleep_until = -1.0
@@ -153,6 +155,7 @@ class FioJob:
             block = self._next[d]
             self._next[d] = (block + 1) % self._blocks
         self.active.add(1, now)
+        self.issued += 1
         if self._rate[d]:
             self._issued[d] += 1
             self._due[d] = self._next_due(d)
@@ -193,8 +196,9 @@ class FioJob:
             if self.due_write >= 0:
                 return 0.0
         w = self.w
-        if w.thinktime and self.reaped >= self._think_mark + w.thinktime_blocks:
-            self._think_mark = self.reaped  # handle_thinktime: quiesce, spin, sleep the rest
+        reaped = self.issued - self.inflight
+        if w.thinktime and reaped >= self._think_mark + w.thinktime_blocks:
+            self._think_mark = reaped  # handle_thinktime: quiesce, spin, sleep the rest
             self.spin_us = w.thinktime_spin
             self.stall_us = w.thinktime - w.thinktime_spin
             return self.check(now)
@@ -222,6 +226,17 @@ class FioJob:
         self.due_write = d
         self.stall_us = due[d] - now
         return self.check(now)
+
+
+def _reap_budget(job: FioJob, budget: int) -> int:
+    """iodepth_batch_complete_min/max: a full queue waits until that many I/Os (at most those
+    in flight) completed, and one reap takes at most max."""
+    if job.complete_max:
+        budget = min(budget, job.complete_max)
+    full = job.inflight >= job.w.iodepth
+    if full and len(job.done) < min(job.complete_min, job.inflight):
+        return 0
+    return budget
 
 
 class Vcpu:
@@ -265,6 +280,7 @@ class Vcpu:
         self.submits = 0  # io_submit calls (one per batch of iodepth_batch_submit)
         for j in self.jobs:
             j.vcpu = self
+            j.chained = not (costs.has_loop or j.gated)
 
     def run(self) -> Proc:
         """The vCPU's loop (a SimPy process)."""
@@ -315,27 +331,22 @@ class Vcpu:
                     self.tags.release(job, env.now)
                     yield from self._add(job, io)
                     worked = True
-                full = job.inflight >= job.w.iodepth
-                if full or job.stall_us >= 0:  # fio reaps when its queue is full (or all
-                    # in flight, before a sleep) what completed, each reap followed by a
-                    # submission: once the free tags are used up, the next submission sleeps
-                    # and reaping stops with it. (Within the queue's size there are always
-                    # enough tags: no limit.) iodepth_batch_complete_min/max: at a full queue
-                    # it waits for that many, and one reap takes at most that many.
+                # fio reaps when its queue is full (or all in flight, before a sleep) what
+                # completed, each reap followed by a submission: once the free tags are used
+                # up, the next submission sleeps and reaping stops with it. (Within the
+                # queue's size there are always enough tags: no limit.)
+                if job.inflight >= job.w.iodepth or job.stall_us >= 0:
                     budget = self.tags.free(vq) + 1
-                    if job.complete_max:
-                        budget = min(budget, job.complete_max)
-                    if full and len(job.done) < min(job.complete_min, job.inflight):
-                        budget = 0
+                    if job.batched_reaps:
+                        budget = _reap_budget(job, budget)
                     while job.done and budget:
                         budget -= 1
                         io = job.done.popleft()
                         io.t_done = t_done = env.now + carry  # fio's reap: clat ends
                         carry = 0.0
                         job.inflight -= 1
-                        job.reaped += 1
                         worked = True
-                        if job.done or not vq.can_add() or c.has_loop or job.gated:
+                        if job.done or not vq.can_add() or not job.chained:
                             if t_done > env.now:
                                 yield t_done - env.now
                             job.active.add(-1, t_done)
@@ -351,8 +362,9 @@ class Vcpu:
                 if carry:
                     yield carry
                     carry = 0.0
+                gated = job.gated
                 while job.inflight < job.w.iodepth:
-                    if job.gated:  # rate_iops or thinktime may hold the I/O back
+                    if gated:  # rate_iops or thinktime may hold the I/O back
                         wait = job.check(env.now)
                         if wait > 0:  # thinktime_spin: the vCPU is busy meanwhile
                             yield wait
@@ -363,7 +375,7 @@ class Vcpu:
                             break
                     if c.has_loop:  # fio's own loop before a submission: off the clock
                         yield c.guest_loop()
-                    io = job.gated_io(env.now) if job.gated else job.new_io(env.now)
+                    io = job.gated_io(env.now) if gated else job.new_io(env.now)
                     job.inflight += 1
                     yield c.guest_submit()
                     worked = True
