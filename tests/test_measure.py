@@ -264,3 +264,30 @@ def test_bench_option_errors(tmp_path: Path, capsys, args, message):  # type: ig
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_job_file_drives_the_campaign(disk_dir: Path, capsys):  # type: ignore[no-untyped-def]
+    """`vsim measure JOB.fio`: the job's rw, bs, iodepth and open-loop rate every point takes
+    (a flag overrides one), written into every run's job options, so `vsim validate` predicts
+    the same job; the job's filename is never the target."""
+    job = disk_dir / "rated.fio"
+    job.write_text(
+        "[global]\nrw=randread\nbs=4k\niodepth=4\nrate_iops=400\nrate_process=poisson\n"
+        "[dev]\nfilename=/dev/sda\n"
+    )
+    out = disk_dir / "ds"
+    code = main(
+        [
+            "measure", str(job), "--design", "virtio-blk", "--iodepth", "2", "--runtime", "0.5",
+            "--repeat", "1", "--dir", str(disk_dir), "--trace-ios", "0", "--out", str(out),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "filename=/dev/sda" in captured.err and "scratch file" in captured.err
+    run = load_measured(out).runs[0]
+    w = run.workload
+    assert (w.rw, w.bs, w.iodepth) == ("randread", 4096, 2)  # --iodepth over the file's 4
+    assert w.rate_iops == (400, 400) and w.rate_process == "poisson"
+    assert load_measured(out).points.iops.iloc[0] == pytest.approx(400, rel=0.35)
+    assert not list(disk_dir.glob(".vsim*"))

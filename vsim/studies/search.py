@@ -268,7 +268,7 @@ def _iodepth_bracket(
         first = next((n for n, r in enumerate(curve, 1) if r > limit), len(curve))
         high = max(first, low + 1)
     if not 1 <= low < high <= MAX_IODEPTH:
-        raise ConfigError(f"search bracket: need 1 <= lo < hi <= {MAX_IODEPTH}, got {low}, {high}")
+        raise ConfigError(f"--lo/--hi: need 1 <= lo < hi <= {MAX_IODEPTH}, got {low}, {high}")
     return low, high, 1, (float(low), float(high))
 
 
@@ -284,5 +284,5 @@ def _rate_bracket(
     low = unit if lo is None else lo
     high = math.ceil(capacity / unit) * unit if hi is None else hi
     if not 1 <= low < high:
-        raise ConfigError(f"search bracket: need 1 <= lo < hi, got {low}, {high}")
+        raise ConfigError(f"--lo/--hi: need 1 <= lo < hi, got {low}, {high}")
     return low, high, unit, (float(low), float(high))
