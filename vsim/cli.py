@@ -209,6 +209,13 @@ def _load_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _point_arguments(p: argparse.ArgumentParser, iodepth: str = "I/Os in flight") -> None:
+    """One point's rw, bs and iodepth (vsim run, search, compare)."""
+    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
+    p.add_argument("--bs", help="block size (512, 4k, ...; default: the job file's, else 512)")
+    p.add_argument("--iodepth", type=int, help=f"{iodepth} (default: the job file's, else 1)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     _job_arguments(p)
     p.add_argument("--profile", default="seed-2011", help="bundled profile name or a file path")
@@ -279,9 +286,7 @@ def _add_run(sub: Any) -> None:
         "--format json",
     )
     p.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
-    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
-    p.add_argument("--bs", help="block size (512, 4k, ...; default: the job file's, else 512)")
-    p.add_argument("--iodepth", type=int, help="I/Os in flight (default: the job file's, else 1)")
+    _point_arguments(p)
     p.add_argument("--poll-us", type=float, help="busy-poll before blocking (overrides design)")
     p.add_argument(
         "--engine",
@@ -331,13 +336,7 @@ def _add_search(sub: Any) -> None:
         "--target 'lat_p99_us<=500'   (or a job file with fio's latency_target)",
     )
     p.add_argument("--design", default="virtio-blk", help=f"one of {', '.join(DESIGNS)}")
-    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
-    p.add_argument("--bs", help="block size (default: the job file's, else 512)")
-    p.add_argument(
-        "--iodepth",
-        type=int,
-        help="with --over rate_iops: the job's iodepth (default: the job file's, else 1)",
-    )
+    _point_arguments(p, iodepth="with --over rate_iops: the job's iodepth")
     p.add_argument(
         "--target",
         help="METRIC<=VALUE[,...], every one to hold: lat_p99_us<=500, lat_mean_us<=200 "
@@ -365,9 +364,7 @@ def _add_compare(sub: Any) -> None:
         "--reps 10 --ios 5000   (or --measured DIR for a measured dataset)",
     )
     p.add_argument("--design", required=True, help="A,B: the two designs to compare")
-    p.add_argument("--rw", help="fio rw mode (default: the job file's, else read)")
-    p.add_argument("--bs", help="block size (default: the job file's, else 512)")
-    p.add_argument("--iodepth", type=int, help="I/Os in flight (default: the job file's, else 1)")
+    _point_arguments(p)
     p.add_argument(
         "--reps", type=int, default=10, help="paired replications (common random numbers)"
     )
@@ -700,6 +697,12 @@ def _workload(a: argparse.Namespace, spec: JobSpec | None, **point: Any) -> Work
     return spec.workload(**over)
 
 
+def _point_workload(a: argparse.Namespace, spec: JobSpec | None) -> Workload:
+    """The workload of _point_arguments' flags over the job file."""
+    bs = parse_size(a.bs) if a.bs is not None else None
+    return _workload(a, spec, rw=a.rw, bs=bs, iodepth=a.iodepth)
+
+
 def _percentiles(a: argparse.Namespace) -> tuple[float, ...] | None:
     return parse_percentiles(a.percentiles) if a.percentiles is not None else None
 
@@ -772,9 +775,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     d = design(a.design, **overrides)
     pcts = _percentiles(a)
     spec = _job_spec(a)
-    w = _workload(
-        a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
-    )
+    w = _point_workload(a, spec)
     vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
     _note_run_length(w, a)
     res = simulate(
@@ -906,9 +907,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     fmt = _format(a)
     _check_writable(a.out)
     spec = _job_spec(a)
-    w = _workload(
-        a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
-    )
+    w = _point_workload(a, spec)
     _note_run_length(w, a)
     target, hi = a.target, a.hi
     lt = spec.translation.latency_target if spec is not None else None
@@ -995,9 +994,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
         )
     else:
         spec = _job_spec(a)
-        w = _workload(
-            a, spec, rw=a.rw, bs=parse_size(a.bs) if a.bs is not None else None, iodepth=a.iodepth
-        )
+        w = _point_workload(a, spec)
         vcpus = None if a.guest_vcpus is None else _one_int(a.guest_vcpus, "--guest-vcpus")
         _note_run_length(w, a)
         comp = compare(
