@@ -143,3 +143,14 @@ def test_open_loop_runs_are_deterministic_and_leave_closed_loop_streams_alone() 
 def test_bad_open_loop_fields_are_one_line_errors(fields: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Workload(**fields)
+
+
+def test_thinktime_after_every_block_makes_the_depth_one() -> None:
+    """fio checks its think time after each issue: with thinktime_blocks 1 every I/O is
+    reaped (quiesce) and thought about before the next, whatever the iodepth (HOWTO:
+    "effectively makes any queue depth setting redundant")."""
+    deep = run(number_ios=2000, iodepth=4, thinktime=200.0).rows()[0]
+    one = run(number_ios=2000, iodepth=1, thinktime=200.0).rows()[0]
+    assert deep["iops"] == pytest.approx(one["iops"], rel=0.03)
+    every4 = run(number_ios=2000, iodepth=4, thinktime=200.0, thinktime_blocks=4).rows()[0]
+    assert every4["iops"] > 1.5 * deep["iops"]  # four I/Os between stalls, in flight together

@@ -115,7 +115,8 @@ class FioJob:
         self.sleep_until = -1.0
         self.alarm = -1.0  # the end of the sleep a timer is set for
         self.due_write = -1  # -1: no rate decision pending; else 0 read, 1 write
-        self._think_mark = 0
+        self._think_mark = 0  # I/Os reaped at the last think time (fio's last_thinktime_blocks)
+        self.thought = False  # a think time since the last issue
         self._rate = w.rate_iops
         self._poisson = w.rate_process == "poisson"
         self._issued = [0, 0]  # I/Os issued per direction (fio's rate_io_issue_bytes / bs)
@@ -156,6 +157,7 @@ class FioJob:
             self._next[d] = (block + 1) % self._blocks
         self.active.add(1, now)
         self.issued += 1
+        self.thought = False
         if self._rate[d]:
             self._issued[d] += 1
             self._due[d] = self._next_due(d)
@@ -197,10 +199,12 @@ class FioJob:
                 return 0.0
         w = self.w
         reaped = self.issued - self.inflight
-        if w.thinktime and reaped >= self._think_mark + w.thinktime_blocks:
+        thinks = w.thinktime and not self.thought  # fio checks after an issue, not after a stall
+        if thinks and reaped >= self._think_mark + w.thinktime_blocks:
             self._think_mark = reaped  # handle_thinktime: quiesce, spin, sleep the rest
             self.spin_us = w.thinktime_spin
             self.stall_us = w.thinktime - w.thinktime_spin
+            self.thought = True
             return self.check(now)
         if self._rate[0] or self._rate[1]:
             return self._rate_check(now)
