@@ -734,14 +734,13 @@ def _render(df: pd.DataFrame, fmt: str) -> str:
     if "rate_iops" in df.columns and (df["rate_iops"].fillna(0) > 0).any():
         cols.insert(cols.index("numjobs") + 1, "rate_iops")  # an open-loop table
     pct = [c for c in df.columns if _PERCENTILE_COLUMN.match(str(c))]
-    if pct:  # the percentiles asked for (--percentiles), in place of p50 and p99
-        lat = [c for c in cols if c not in pct and not _PERCENTILE_COLUMN.match(c)]
-        lat = [c for c in lat if c not in ("clat_mean_us", "lat_mean_us")]
-        clat = ["clat_mean_us", *(c for c in pct if c.startswith("clat_"))]
-        total = ["lat_mean_us", *(c for c in pct if c.startswith("lat_"))]
-        at = lat.index("slat_mean_us") + 1 if "slat_mean_us" in lat else len(lat)
-        cols = [*lat[:at], *clat, *total, *lat[at:]]
-        cols = [c for c in cols if c in df.columns]
+    if pct:  # the percentiles the rows carry (--percentiles), after slat: clat's, then lat's
+        rest = [c for c in cols if c not in ("clat_mean_us", "lat_mean_us", *pct)]
+        rest = [c for c in rest if not _PERCENTILE_COLUMN.match(c)]
+        at = rest.index("slat_mean_us") + 1 if "slat_mean_us" in rest else len(rest)
+        latency = ["clat_mean_us", *(c for c in pct if c.startswith("clat_"))]
+        latency += ["lat_mean_us", *(c for c in pct if c.startswith("lat_"))]
+        cols = [c for c in (*rest[:at], *latency, *rest[at:]) if c in df.columns]
     return str(df[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}")) + "\n"
 
 

@@ -109,7 +109,6 @@ class FioJob:
         self.complete_max = w.iodepth_batch_complete_max  # 0: every completed I/O
         self.batched_reaps = self.complete_min > 1 or self.complete_max > 0
         self.chained = True  # a reap may run into the next submission (set by the vCPU)
-        self.issued = 0  # I/Os a gated job issued (issued - inflight: fio's io_blocks)
         self.stall_us = -1.0
         self.spin_us = 0.0  # thinktime_spin still to spin, after the quiesce
         self.sleep_until = -1.0
@@ -119,7 +118,7 @@ class FioJob:
         self.thought = False  # a think time since the last issue
         self._rate = w.rate_iops
         self._poisson = w.rate_process == "poisson"
-        self._issued = [0, 0]  # I/Os issued per direction (fio's rate_io_issue_bytes / bs)
+        self._issued = [0, 0]  # a gated job's I/Os per direction (fio's rate_io_issue_bytes / bs)
         self._due = [0, 0]  # fio's rate_next_io_time per direction, us since the job began
         self._gap = sampler(UNIT, rate_rng) if rate_rng is not None else None
 
@@ -156,10 +155,9 @@ class FioJob:
             block = self._next[d]
             self._next[d] = (block + 1) % self._blocks
         self.active.add(1, now)
-        self.issued += 1
+        self._issued[d] += 1
         self.thought = False
         if self._rate[d]:
-            self._issued[d] += 1
             self._due[d] = self._next_due(d)
         bs = self._bs
         return IO(self, write, block * bs, bs, now)
@@ -198,7 +196,7 @@ class FioJob:
             if self.due_write >= 0:
                 return 0.0
         w = self.w
-        reaped = self.issued - self.inflight
+        reaped = self._issued[0] + self._issued[1] - self.inflight  # fio's io_blocks
         thinks = w.thinktime and not self.thought  # fio checks after an issue, not after a stall
         if thinks and reaped >= self._think_mark + w.thinktime_blocks:
             self._think_mark = reaped  # handle_thinktime: quiesce, spin, sleep the rest

@@ -188,6 +188,7 @@ def search(
     check_run_options(seed, prec, max_ios)
     profile = load_profile(scenario.profile)
     pcts = _percentiles(tgts)
+    # A target's metric must be a numeric row column: a 10-I/O run says so before any step.
     probe = simulate(
         replace(scenario, workload=replace(w, number_ios=10, runtime=None)), seed, profile=profile
     ).rows(pcts)
@@ -240,11 +241,8 @@ def _with(scenario: Scenario, over: str, value: int) -> Scenario:
     w = scenario.workload
     if over == "iodepth":
         return replace(scenario, workload=replace(w, iodepth=value))
-    rate = (value if w.read_fraction > 0 else 0, value if w.read_fraction < 1 else 0)
-    if 0 < w.read_fraction < 1:  # a mix: the rate splits as rwmixread does
-        reads = round(value * w.read_fraction)
-        rate = (reads, value - reads)
-    return replace(scenario, workload=replace(w, rate_iops=rate))
+    reads = round(value * w.read_fraction)  # a mix's rate splits as rwmixread does
+    return replace(scenario, workload=replace(w, rate_iops=(reads, value - reads)))
 
 
 def _iodepth_bracket(
