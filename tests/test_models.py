@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 
 from vsim.kernel import Kernel
 from vsim.models.cpu import Cpu, Notifier, Thread
@@ -156,7 +155,7 @@ def test_hdd_cached_write_overhead_scales_the_same_draw():
 
 
 def _threads(n_cpus: int, pins: list[int | None], poll_us: float = 0.0):  # type: ignore[no-untyped-def]
-    env = simpy.Environment()
+    env = Kernel()
     stats = Registry()
     cpus = [Cpu(i, stats) for i in range(n_cpus)]
     lat = {"wakeup_idle": lambda: 50.0, "wakeup_busy": lambda: 2.0, "poll_detect": lambda: 0.5}
@@ -554,7 +553,7 @@ def test_disk_completion_path_delays_done_not_the_device():
     from vsim.models.disk import Disk, Request
     from vsim.models.monitor import Registry
 
-    env = simpy.Environment()
+    env = Kernel()
     disk = Disk(env, 1, lambda _r: 5.0, Registry(), itertools.repeat(10.0).__next__)
     done: list[float] = []
     for i in range(2):

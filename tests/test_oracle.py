@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 
 from vsim import Scenario, Workload, design, simulate
 from vsim.analytic import Station, md1_wait, mm1_wait, mva
+from vsim.kernel import Kernel
 from vsim.models.disk import Disk, Request
 from vsim.models.dists import Dist
 from vsim.models.monitor import Registry
@@ -53,7 +53,7 @@ def test_closed_network_matches_mva(n, product_form):  # type: ignore[no-untyped
 
 def _open_queue(service: Dist, lam_per_us: float, n: int, seed: int) -> float:
     """Mean wait in queue of Poisson arrivals at the Disk component."""
-    env = simpy.Environment()
+    env = Kernel()
     rng = np.random.default_rng(seed)
     disk = Disk(env, 1, ServiceTimes({"read": service}, rng), Registry())
     waits: list[float] = []

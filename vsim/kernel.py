@@ -2,23 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import contextlib
+from collections.abc import Callable, Generator
 from heapq import heappop, heappush
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, Event, Process, Timeout
 
+# SimPy's NORMAL priority as a literal, which compiled code inlines (a module global it
+# would look up at every event).
+_NORMAL: Final = 1
+if NORMAL != _NORMAL:
+    raise ImportError(f"vsim.kernel: simpy.events.NORMAL is {NORMAL}, expected {_NORMAL}")
+
 __all__ = [
     "Kernel",
     "LeanProcess",
     "Proc",
+    "Signal",
 ]
 
-# What a model process yields: a SimPy event, or a delay in microseconds (a timeout).
-Proc = Generator[Event | float, Any, Any]
+
+class Signal:
+    """A one-shot wake-up for one LeanProcess: what a blocked model thread waits on.
+
+    Lighter than a SimPy Event (no callback list, no instance dict): the process that yields
+    it is resumed straight from the run loop, with the value it was triggered with, in the
+    order a SimPy event would be (`fire_in` and `succeed` schedule it like env.schedule).
+    """
+
+    __slots__ = ("env", "proc", "triggered", "value")
+
+    def __init__(self, env: Kernel) -> None:
+        self.env = env
+        self.proc: LeanProcess | None = None  # the process waiting on it
+        self.triggered = False
+        self.value: Any = None
+
+    def fire_in(self, delay: float, value: Any = None) -> None:
+        """Trigger it `delay` from now."""
+        self.triggered = True
+        self.value = value
+        env = self.env
+        heappush(env._queue, (env._now + delay, _NORMAL, next(env._eid), self))
+
+    def succeed(self, value: Any = None) -> None:
+        """Trigger it now (after what is already scheduled for now)."""
+        self.fire_in(0.0, value)
+
+
+class _Call:
+    """A function call at a set time (Kernel.call_in): a timer without an Event."""
+
+    __slots__ = ("arg", "fn")
+
+    def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+
+
+# What a model process yields: a SimPy event, a Signal, or a delay in microseconds.
+Proc = Generator[Event | Signal | float, Any, Any]
 
 
 class Kernel(simpy.Environment):
@@ -33,8 +80,16 @@ class Kernel(simpy.Environment):
       like a Timeout (same heap entry, same event id) without allocating one.
     """
 
-    # The clock, read through a C-level getter (SimPy's property is a Python function).
-    now = property(attrgetter("_now"), doc="The current simulation time.")
+    # Declared for the compiled build (mypyc keeps them in native slots).
+    _now: float
+    _queue: list[Any]
+    _eid: Any
+    _active_proc: Any
+
+    @property
+    def now(self) -> float:
+        """The current simulation time."""
+        return self._now
 
     def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
         """A Timeout event `delay` from now."""
@@ -44,7 +99,7 @@ class Kernel(simpy.Environment):
         ev._value = value
         ev._delay = delay
         ev._ok = True
-        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), ev))
+        heappush(self._queue, (self._now + delay, _NORMAL, next(self._eid), ev))
         return ev
 
     def event(self) -> Event:
@@ -54,9 +109,26 @@ class Kernel(simpy.Environment):
         ev.callbacks = []
         return ev
 
+    def signal(self) -> Signal:
+        """A new untriggered Signal."""
+        return Signal(self)
+
+    def call_in(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
+        """Call fn(arg) `delay` from now (ordered as a Timeout made now would be)."""
+        heappush(self._queue, (self._now + delay, _NORMAL, next(self._eid), _Call(fn, arg)))
+
     def process(self, generator: Proc) -> LeanProcess:
         """Start generator as a LeanProcess."""
         return LeanProcess(self, generator)
+
+    def step(self) -> None:
+        """Process the next event (SimPy's step, which run(until=a time) calls)."""
+        queue = self._queue
+        if queue and _dispatch(queue[0][3]):
+            self._now, _, _, event = heappop(queue)
+            _run_lean(event)
+            return
+        super().step()
 
     def run(self, until: Any = None) -> Any:
         """Process events until the event `until` is processed (other forms: SimPy's run)."""
@@ -66,11 +138,25 @@ class Kernel(simpy.Environment):
             return until.value
         until.callbacks.append(StopSimulation.callback)
         queue = self._queue
+        callbacks: list[Any] = []
         callback: Any = None
         event: Any = None
         try:
             while queue:
                 self._now, _, _, event = heappop(queue)
+                # The kernel's own events first (isinstance: compiled, their fields are native).
+                if isinstance(event, _Wake):  # a process's bare delay: no callback list
+                    event.proc._woken()
+                    continue
+                if isinstance(event, Signal):
+                    proc = event.proc
+                    if proc is None:
+                        raise RuntimeError("a Signal fired before a process waited on it")
+                    proc._step(event.value)
+                    continue
+                if isinstance(event, _Call):
+                    event.fn(event.arg)
+                    continue
                 callbacks, event.callbacks = event.callbacks, None
                 for callback in callbacks:
                     callback(event)
@@ -86,15 +172,35 @@ class Kernel(simpy.Environment):
         raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
 
 
+def _dispatch(event: Any) -> bool:
+    """True for what the kernel runs itself (not a SimPy event)."""
+    return isinstance(event, _Wake | Signal | _Call)
+
+
+def _run_lean(event: Any) -> None:
+    """Run a kernel event (see _dispatch), as Kernel.run's loop does."""
+    if isinstance(event, _Wake):
+        event.proc._woken()
+    elif isinstance(event, Signal):
+        if event.proc is None:
+            raise RuntimeError("a Signal fired before a process waited on it")
+        event.proc._step(event.value)
+    elif isinstance(event, _Call):
+        event.fn(event.arg)
+
+
 class _Wake:
-    """A process's reusable timeout: what the run loop needs of an event, and nothing else."""
+    """A process's reusable timeout: the run loop resumes its process directly (no callbacks).
 
-    __slots__ = ("_ok", "_value", "callbacks")
+    `pending` while a bare delay is scheduled; `late` when that delay was suspended (its end
+    goes through LeanProcess._late)."""
 
-    def __init__(self, callbacks: list[Any]) -> None:
-        self._ok = True
-        self._value = None
-        self.callbacks: list[Any] | None = callbacks
+    __slots__ = ("late", "pending", "proc")
+
+    def __init__(self, proc: LeanProcess) -> None:
+        self.proc = proc
+        self.pending = False
+        self.late = False
 
 
 class LeanProcess(Process):
@@ -104,67 +210,88 @@ class LeanProcess(Process):
     meanwhile and the process resumes that much later (a preempted thread's CPU time).
     """
 
+    # Declared for the compiled build (mypyc keeps them in native slots).
+    _kernel: Kernel
+    _send: Any
+    _resume_cb: Any
+    _wake: _Wake
+    _late_next: bool
+    _since: float
+    _suspended: bool
+    _lag: float
+    _left: float
+    _has_left: bool
+
     def __init__(self, env: Kernel, generator: Proc) -> None:
         super().__init__(env, generator)  # type: ignore[arg-type]
+        self._kernel = env
         self._send = generator.send
         self._resume_cb = self._resume
-        self._wake_cbs = [self._resume_cb]  # never mutated: the run loop only iterates it
-        self._wake = _Wake(self._wake_cbs)
-        self._wake.callbacks = None  # not pending: set by each bare-delay yield
-        self._late_cbs: list[Any] = [self._late]  # the same, for a delay that was suspended
-        self._cbs: list[Any] = self._wake_cbs  # what the next bare delay calls back
-        self._since: float | None = None  # suspended since
+        self._wake = _Wake(self)
+        self._late_next = False  # the next bare delay ends through _late (it is suspended)
+        self._suspended = False
+        self._since = 0.0  # suspended since
         self._lag = 0.0  # suspended time not yet added to the pending delay
-        self._left: float | None = None  # what was left when the delay ran out while suspended
+        self._has_left = False
+        self._left = 0.0  # what was left when the delay ran out while suspended
 
     @property
     def in_delay(self) -> bool:
         """True while the process waits out a bare delay (not an event)."""
-        return self._wake.callbacks is not None
+        return self._wake.pending
 
     def suspend(self) -> bool:
         """Stop the clock of the pending bare delay, or of the next one when the process is the
         one running now; False (and no effect) when it waits on an event or is suspended."""
-        if self._since is not None:
+        if self._suspended:
             return False
         wake = self._wake
-        if wake.callbacks is not None:  # in a bare delay
-            wake.callbacks = self._late_cbs
-        elif self.env._active_proc is not self:  # waiting on an event
+        env = self._kernel
+        if wake.pending:  # in a bare delay
+            wake.late = True
+        elif env._active_proc is not self:  # waiting on an event
             return False
-        self._cbs = self._late_cbs
-        self._since = self.env._now
+        self._late_next = True
+        self._suspended = True
+        self._since = env._now
         return True
 
     def unsuspend(self) -> None:
         """Restart the clock: the delay ends as much later as it was suspended."""
-        since = self._since
-        assert since is not None, "unsuspend without suspend"
-        self._since = None
-        env = self.env
-        left = self._left
-        if left is None:
-            self._lag += env._now - since
-            if not self._lag and self._wake.callbacks is None:  # nothing left to stretch
-                self._cbs = self._wake_cbs
+        assert self._suspended, "unsuspend without suspend"
+        self._suspended = False
+        env = self._kernel
+        if not self._has_left:
+            self._lag += env._now - self._since
+            if not self._lag and not self._wake.pending:  # nothing left to stretch
+                self._late_next = False
             return
-        self._left = None
-        self._push_late(left)
+        self._has_left = False
+        self._push_late(self._left)
 
     def _push_late(self, delay: float) -> None:
         """Schedule the (suspended) delay's end `delay` from now."""
-        env = self.env
+        env = self._kernel
         wake = self._wake
-        wake.callbacks = self._late_cbs
-        queue: list[Any] = env._queue
-        heappush(queue, (env._now + delay, NORMAL, next(env._eid), wake))
+        wake.pending = True
+        wake.late = True
+        heappush(env._queue, (env._now + delay, _NORMAL, next(env._eid), wake))
 
-    def _late(self, wake: Any) -> None:
+    def _woken(self) -> None:
+        """The run loop: the pending bare delay ended."""
+        wake = self._wake
+        wake.pending = False
+        if wake.late:
+            self._late()
+        else:
+            self._step(None)
+
+    def _late(self) -> None:
         """The end of a delay that was suspended: resume, or push it back by the lag."""
-        env = self.env
-        since = self._since
-        if since is not None:  # still suspended: park what was left
-            self._left = env._now - since + self._lag
+        env = self._kernel
+        if self._suspended:  # still suspended: park what was left
+            self._left = env._now - self._since + self._lag
+            self._has_left = True
             self._lag = 0.0
             return
         lag = self._lag
@@ -172,18 +299,23 @@ class LeanProcess(Process):
             self._lag = 0.0
             self._push_late(lag)
             return
-        self._cbs = self._wake_cbs
-        self._resume(wake)
+        self._late_next = False
+        self._wake.late = False
+        self._step(None)
 
     def _resume(self, event: Event) -> None:
         if not event._ok:  # a failed event: SimPy's own handling
             super()._resume(event)
             return
-        env = self.env
+        self._step(event._value)
+
+    def _step(self, value: Any) -> None:
+        """Send value into the generator and schedule what it yields next."""
+        env = self._kernel
         env._active_proc = self
         nxt: Any
         try:
-            nxt = self._send(event._value)
+            nxt = self._send(value)
         except StopIteration as e:
             self._ok = True
             self._value = e.args[0] if e.args else None
@@ -192,11 +324,17 @@ class LeanProcess(Process):
             return
         finally:
             env._active_proc = None
-        if type(nxt) is float:
+        kind = type(nxt)
+        if kind is float:
             wake = self._wake
-            wake.callbacks = self._cbs
-            queue: list[Any] = env._queue
-            heappush(queue, (env._now + nxt, NORMAL, next(env._eid), wake))
+            wake.pending = True
+            wake.late = self._late_next
+            heappush(env._queue, (env._now + nxt, _NORMAL, next(env._eid), wake))
+            return
+        if kind is Signal:
+            if nxt.proc is not None:
+                raise RuntimeError("a Signal wakes one process, and it fires once")
+            nxt.proc = self
             return
         try:
             cbs = nxt.callbacks
@@ -210,3 +348,10 @@ class LeanProcess(Process):
             return
         cbs.append(self._resume_cb)
         self._target = nxt
+
+
+# Python code reads the clock faster through a C-level getter than through the property's
+# Python function (models read it several times per event); compiled (mypyc) callers call the
+# native property directly, whatever the class dict holds.
+with contextlib.suppress(AttributeError, TypeError):
+    Kernel.now = property(attrgetter("_now"), doc="The current simulation time.")  # type: ignore[method-assign,assignment]

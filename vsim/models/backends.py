@@ -6,9 +6,9 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
-import simpy
+from simpy.events import Event
 
-from vsim.kernel import Proc
+from vsim.kernel import Kernel, Proc, Signal
 from vsim.models.cpu import Notifier, Thread
 from vsim.models.disk import Disk
 from vsim.models.guest import IO
@@ -60,7 +60,7 @@ class Backend:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: Kernel,
         design: Design,
         threads: list[Thread],
         queues: list[DeviceQueue],
@@ -74,6 +74,9 @@ class Backend:
         self.threads = threads
         self.disk = disk
         self.costs = costs
+        self._submit_batch = design.submit_batch
+        self._submit_max = design.submit_max
+        self._per_completion = design.signal == "per-completion"
         served = design.served()
         self.reapers = {
             k: _Reaper(f"aio{i}", level)
@@ -164,7 +167,7 @@ class Backend:
     # -- request handling --------------------------------------------------------------------
     def _handle_avail(
         self, k: int, t: Thread, q: DeviceQueue, carry: float, poll: bool
-    ) -> Generator[simpy.Event | float, Any, float]:
+    ) -> Generator[Event | Signal | float, Any, float]:
         """Pop and submit until the ring is empty with notifications re-enabled (a poller
         leaves them off: until it is empty); batched, one io_submit per drain, or per
         submit_max requests. The first pop and io_submit since the thread woke on an idle CPU
@@ -174,12 +177,12 @@ class Backend:
         vq = q.vq
         cold, t.cold = t.cold, False
         ring = self._sq_ring[q.index]
-        if self.design.submit_batch:
+        if self._submit_batch:
             # QEMU's virtio_blk_handle_vq inside defer_call_begin/end: pop until the ring is
             # empty with kicks re-enabled (a poller leaves them off), queueing the requests;
             # linux-aio submits them in one io_submit at defer_call_end, or early once
             # submit_max are queued (laio_do_submit).
-            cap = self.design.submit_max or vq.size
+            cap = self._submit_max or vq.size
             batch: list[IO] = []
             popped = False
             while True:
@@ -226,7 +229,7 @@ class Backend:
 
     def _submit(
         self, k: int, t: Thread, q: DeviceQueue, batch: list[IO], cold: bool
-    ) -> Generator[simpy.Event | float, Any, None]:
+    ) -> Generator[Event | Signal | float, Any, None]:
         """One io_submit of `batch` (cold: the first since the thread woke on an idle CPU)."""
         c = self.costs
         held, inside = c.submit_call(), sum(c.submit_iocb() for _ in batch)
@@ -268,12 +271,12 @@ class Backend:
 
     def _handle_completions(
         self, t: Thread, r: _Reaper, carry: float
-    ) -> Generator[simpy.Event | float, Any, float]:
+    ) -> Generator[Event | Signal | float, Any, float]:
         """Reap every completed request, push it to its queue's used ring and signal the guest
         (batched: once per queue the batch touched, after its last entry)."""
         c = self.costs
         env = self.env
-        per_completion = self.design.signal == "per-completion"
+        per_completion = self._per_completion
         while r.cq:
             # io_getevents returns what has completed when it runs: the wake-up, the eventfd
             # read and the call's entry are spent first, and completions landing meanwhile are

@@ -5,13 +5,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
-from heapq import heappush
 
-import simpy
-from simpy.events import NORMAL
-
-from vsim.kernel import LeanProcess, Proc
+from vsim.kernel import Kernel, LeanProcess, Proc, Signal
 from vsim.models.monitor import Busy, Level, Registry
 from vsim.models.polling import adjust_poll_us
 
@@ -130,7 +125,9 @@ class Thread:
 
     __slots__ = (
         "_ev",
-        "_latency",
+        "_poll_detect",
+        "_wakeup_busy",
+        "_wakeup_idle",
         "busy",
         "cold",
         "cpu",
@@ -154,7 +151,7 @@ class Thread:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: Kernel,
         name: str,
         cpus: Sequence[Cpu],
         cpu: int | None,
@@ -170,9 +167,11 @@ class Thread:
         self.home = self.cpu  # where a pinned thread runs after its next wake-up
         self.poll_us = poll_us  # inf: spins until signalled (a poll-mode thread)
         self.poll_max_us = 0.0  # > 0: adaptive polling with this ceiling (poll_us adapts)
-        self._latency = latency
+        self._wakeup_idle = latency["wakeup_idle"]
+        self._wakeup_busy = latency["wakeup_busy"]
+        self._poll_detect = latency["poll_detect"]
         self.state = "new"
-        self._ev: simpy.Event | None = None
+        self._ev: Signal | None = None
         self.busy: Busy = stats.busy(f"{name}.busy")
         self.polling: Level = stats.level(f"{name}.poll")
         # Waking up: from the signal (or its turn on a busy CPU) until it runs; the CPU leaving
@@ -201,7 +200,7 @@ class Thread:
     def start(self) -> Proc:
         """Take a CPU for the first time (a thread starts runnable)."""
         self.state = "blocked"
-        self._ev = self.env.event()
+        self._ev = self.env.signal()
         self.notify()
         yield self._ev
         self._running()
@@ -280,7 +279,7 @@ class Thread:
             cpu.queue.add(-1, now)
             cpu.holder = nxt
             assert nxt._ev is not None
-            nxt._fire(nxt._ev, self._latency["wakeup_busy"]())
+            nxt._fire(nxt._ev, self._wakeup_busy())
         else:
             cpu.holder = None
             if self.preempts:
@@ -327,7 +326,7 @@ class Thread:
     def yield_cpu(self) -> Proc:
         """Give the CPU to the threads waiting for it and queue for it again, still runnable
         (a time slice ended): it runs again after them, paying a context switch."""
-        self._ev = ev = self.env.event()
+        self._ev = ev = self.env.signal()
         self.wakeups["slice"] = self.wakeups.get("slice", 0) + 1
         self.state = "blocked"
         self._release()
@@ -363,7 +362,7 @@ class Thread:
                 return
         env = self.env
         t0 = env.now
-        self._ev = ev = env.event()
+        self._ev = ev = env.signal()
         for fd in fds:
             fd.waiters.append(self)
         poll_us = self.poll_us
@@ -371,21 +370,20 @@ class Thread:
             self.state = "polling"
             self.polling.set(1, t0)
             if poll_us < math.inf:  # else it spins until a signal
-                timer = env.timeout(poll_us)
-                timer.callbacks.append(partial(self._poll_timeout, ev))
+                env.call_in(poll_us, self._poll_timeout, ev)
             got = yield ev
             if got != "timeout" or any(fd.count for fd in fds):
                 for fd in fds:
                     fd.waiters.remove(self)
                 self.state = "running"
                 self.wakeups["poll"] += 1
-                yield env.timeout(self._latency["poll_detect"]())
+                yield env.timeout(self._poll_detect())
                 self.polling.set(0, env.now)  # spinning until it saw the event
                 if self.poll_max_us:
                     self.poll_us = adjust_poll_us(self.poll_us, env.now - t0, self.poll_max_us)
                 return
             self.polling.set(0, env.now)
-            self._ev = ev = env.event()
+            self._ev = ev = env.signal()
         self.state = "blocked"
         self._release()
         yield ev
@@ -403,7 +401,7 @@ class Thread:
         while lock.holder is not None and lock.holder is not self:
             lock.waiters.append(self)
             self.lock_since = self.env.now
-            self._ev = ev = self.env.event()
+            self._ev = ev = self.env.signal()
             self.state = "blocked"
             self._release()
             yield ev
@@ -414,7 +412,7 @@ class Thread:
                 lock.handoffs += 1
             lock.last = self
 
-    def _poll_timeout(self, ev: simpy.Event, _timer: simpy.Event) -> None:
+    def _poll_timeout(self, ev: Signal) -> None:
         if self.state == "polling" and not ev.triggered and self._ev is ev:
             self.state = "poll-expired"
             self._ev.succeed("timeout")
@@ -442,11 +440,11 @@ class Thread:
             cpu.holder = self
             self.wakeups["idle"] += 1
             assert self._ev is not None
-            self._fire(self._ev, self._latency["wakeup_idle"]())
+            self._fire(self._ev, self._wakeup_idle())
         elif self.preempts and self._preempt(cpu, holder):
             self.wakeups["preempt"] += 1
             assert self._ev is not None
-            self._fire(self._ev, self._latency["wakeup_busy"]())
+            self._fire(self._ev, self._wakeup_busy())
         else:
             self.wakeups["busy"] += 1
             cpu.waiters.append(self)
@@ -471,15 +469,12 @@ class Thread:
         cpu.holder = self
         return True
 
-    def _fire(self, ev: simpy.Event, delay: float) -> None:
-        """Trigger ev `delay` from now: one scheduled event instead of a trigger and a timeout."""
-        ev._ok = True
-        ev._value = None
-        env = self.env
+    def _fire(self, ev: Signal, delay: float) -> None:
+        """Wake the thread `delay` from now (waking meanwhile): one scheduled event."""
         w = self.waking
         w.on = True
-        w.since = env._now
-        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))  # env.schedule
+        w.since = self.env._now
+        ev.fire_in(delay)
 
     def _choose_cpu(self) -> Cpu:
         """An idle CPU if there is one, else the current one, but never one a poll-mode

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
-import simpy
 
 from vsim.errors import ProfileError
+from vsim.kernel import Kernel
 from vsim.models.dists import Dist, Sampler, check_keys, sampler
 from vsim.models.monitor import Registry
 from vsim.models.params import dist
@@ -178,7 +178,7 @@ class Disk:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: Kernel,
         channels: int,
         service: ServiceFn,
         stats: Registry,
@@ -193,7 +193,6 @@ class Disk:
         self.busy = stats.level("disk.busy")  # busy channels / channels
         self.inflight = stats.level("disk.queue")  # queued + in service
         self.served = 0
-        self._finish_cb = self._finish
 
     def submit(self, req: DiskRequest, done: Done) -> None:
         """Queue a request; done(req) is called when it completes."""
@@ -207,9 +206,9 @@ class Disk:
         env = self.env
         self._free -= 1
         self.busy.set((self.channels - self._free) / self.channels, env.now)
-        env.timeout(self._service(req), (req, done)).callbacks.append(self._finish_cb)
+        env.call_in(self._service(req), self._finish, (req, done))
 
-    def _finish(self, ev: simpy.Event) -> None:
+    def _finish(self, job: tuple[DiskRequest, Done]) -> None:
         now = self.env.now
         self._free += 1
         self.served += 1
@@ -219,19 +218,19 @@ class Disk:
         else:
             self.busy.set((self.channels - self._free) / self.channels, now)
         if self._completion is not None:  # the host's completion path, off the device
-            self.env.timeout(self._completion(), ev._value).callbacks.append(_deliver)
+            self.env.call_in(self._completion(), _deliver, job)
         else:
-            _deliver(ev)
+            _deliver(job)
 
 
-def _deliver(ev: simpy.Event) -> None:
-    """Call a finished request's done(req); ev's value is (req, done)."""
-    req, done = ev._value
+def _deliver(job: tuple[DiskRequest, Done]) -> None:
+    """Call a finished request's done(req)."""
+    req, done = job
     done(req)
 
 
 def build_disk(
-    env: simpy.Environment,
+    env: Kernel,
     spec: DiskSpec,
     span: int,
     rng: np.random.Generator,

@@ -91,6 +91,7 @@ class FioJob:
         self.index = index
         self.active = active  # the job's I/Os between fio's submit start and its reap
         self.w = w
+        self.iodepth = w.iodepth
         self.rng = rng
         self.inflight = 0  # submitted and not yet reaped (fio's cur_depth)
         self.done: deque[IO] = deque()
@@ -235,7 +236,7 @@ def _reap_budget(job: FioJob, budget: int) -> int:
     in flight) completed, and one reap takes at most max."""
     if job.complete_max:
         budget = min(budget, job.complete_max)
-    full = job.inflight >= job.w.iodepth
+    full = job.inflight >= job.iodepth
     if full and len(job.done) < min(job.complete_min, job.inflight):
         return 0
     return budget
@@ -331,13 +332,14 @@ class Vcpu:
                         continue  # io_submit still sleeps for a tag: the job cannot reap
                     io = job.blocked
                     self.tags.release(job, env.now)
-                    yield from self._add(job, io)
+                    if self._add(job, io):
+                        yield from self._flush(job)
                     worked = True
                 # fio reaps when its queue is full (or all in flight, before a sleep) what
                 # completed, each reap followed by a submission: once the free tags are used
                 # up, the next submission sleeps and reaping stops with it. (Within the
                 # queue's size there are always enough tags: no limit.)
-                if job.inflight >= job.w.iodepth or job.stall_us >= 0:
+                if job.inflight >= job.iodepth or job.stall_us >= 0:
                     budget = self.tags.free(vq) + 1
                     if job.batched_reaps:
                         budget = _reap_budget(job, budget)
@@ -360,12 +362,13 @@ class Vcpu:
                         job.inflight += 1
                         yield t_done - env.now + c.guest_submit()
                         self.record(io)
-                        yield from self._add(job, nxt)
+                        if self._add(job, nxt):
+                            yield from self._flush(job)
                 if carry:
                     yield carry
                     carry = 0.0
                 gated = job.gated
-                while job.inflight < job.w.iodepth:
+                while job.inflight < job.iodepth:
                     if gated:  # rate_iops or thinktime may hold the I/O back
                         wait = job.check(env.now)
                         if wait > 0:  # thinktime_spin: the vCPU is busy meanwhile
@@ -387,8 +390,10 @@ class Vcpu:
                         yield from self._flush(job)  # (the batch so far is in the ring)
                         self.tags.wait(job, io, env.now)
                         break
-                    yield from self._add(job, io)
-                yield from self._flush(job)  # the queue is full: fio commits what it queued
+                    if self._add(job, io):
+                        yield from self._flush(job)
+                if job.queued:  # the queue is full: fio commits what it queued
+                    yield from self._flush(job)
             if carry:
                 yield carry
             if not worked:
@@ -399,21 +404,20 @@ class Vcpu:
         until = job.sleep_until
         if until > job.alarm:
             job.alarm = until
-            timer = self.thread.env.timeout(until - self.thread.env.now)
-            timer.callbacks.append(self._ring)
+            env = self.thread.env
+            env.call_in(until - env.now, self._ring, None)
 
-    def _ring(self, _event: object) -> None:
+    def _ring(self, _arg: object) -> None:
         self.wake.signal()
 
-    def _add(self, job: FioJob, io: IO) -> Proc:
-        """Make io available to the device; once the job's batch is complete (one request
-        without iodepth_batch_submit), notify the device unless suppressed."""
+    def _add(self, job: FioJob, io: IO) -> bool:
+        """Make io available to the device; True once the job's batch is complete (one request
+        without iodepth_batch_submit): the caller then flushes it (`_flush`)."""
         self.vq.add(io)
         if self.ring is not None:
             self.ring.signal()
         job.queued.append(io)
-        if len(job.queued) >= job.batch:
-            yield from self._flush(job)
+        return len(job.queued) >= job.batch
 
     def _flush(self, job: FioJob) -> Proc:
         """The end of one io_submit: one kick for the requests it added (queue_rqs: one
