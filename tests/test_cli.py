@@ -221,10 +221,12 @@ def test_parquet_without_pyarrow_names_the_extra(capsys, tmp_path: Path, monkeyp
 
 def test_version(capsys):  # type: ignore[no-untyped-def]
     import vsim
+    from vsim.models.build import BUILD
 
     with pytest.raises(SystemExit) as e:
         main(["--version"])
-    assert e.value.code == 0 and capsys.readouterr().out == f"vsim {vsim.__version__}\n"
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out == f"vsim {vsim.__version__} (models: {BUILD})\n"
 
 
 def test_use_rule_that_matches_nothing_is_an_error(capsys):  # type: ignore[no-untyped-def]

@@ -1,5 +1,8 @@
 """vsim: a deterministic discrete-event model of virtualized block I/O (virtio-blk vs vhost-blk)."""
 
+# First: the compiled or the pure-Python build of the hot modules (vsim.models.build), before
+# any of them (vsim.kernel among them) is imported.
+import vsim.models  # noqa: F401  # isort: skip
 from vsim.__version__ import __version__
 from vsim.engine import simulate
 from vsim.errors import ConfigError, ProfileError, VsimError

@@ -35,6 +35,7 @@ from vsim.measure.layout import utc_stamp
 from vsim.measure.placement import FREE
 from vsim.measure.protocol import DEFAULT_MAX_ROUNDS, PRECISION_RUNTIME, parse_duration
 from vsim.measure.rules import parse_rule
+from vsim.models.build import BUILD
 from vsim.outputs import check_dir, check_file, write_atomic
 from vsim.processes import Terminated, sigterm_raises
 from vsim.progress import Progress
@@ -263,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: vsim sweep --design virtio-blk,vhost-blk --iodepth 1-8 --format csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    top.add_argument("--version", action="version", version=f"vsim {__version__}")
+    version = f"vsim {__version__} (models: {BUILD})"
+    top.add_argument("--version", action="version", version=version)
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub)
     _add_sweep(sub)

@@ -15,6 +15,7 @@ import numpy as np
 from vsim.errors import ConfigError
 from vsim.kernel import Kernel
 from vsim.models.backends import Backend
+from vsim.models.build import BUILD
 from vsim.models.cpu import Cpu, Lock, Thread
 from vsim.models.disk import build_disk
 from vsim.models.dists import sampler
@@ -399,4 +400,5 @@ class _Model:
             lat_rel_hw=m.lat_ci.rel_halfwidth,
             extrapolated=self.extrapolated,
             wall_s=wall_s,
+            build=BUILD,
         )

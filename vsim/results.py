@@ -68,7 +68,9 @@ class Result:
     of every thread, CPU and the disk, and each job's I/Os in flight (`job{i}.active`, summed in
     `guest.active`); `counters` holds event counts over the measured window (kicks, interrupts,
     wake-ups, ...). `wall_s` is the only non-deterministic field and is left out of every
-    serialised form. `extrapolated` is True
+    serialised form. `build` names the build of the models that ran (vsim.models.build.BUILD:
+    compiled or pure Python, whose results are identical): in the fio JSON ("vsim build"), not
+    in the rows. `extrapolated` is True
     when the disk's service at the point's bs is extrapolated beyond the sizes the profile
     measured, for a direction the point uses (see vsim.models.size_curve).
     """
@@ -88,6 +90,7 @@ class Result:
     lat_rel_hw: float = float("nan")
     extrapolated: bool = False
     wall_s: float = field(default=0.0, compare=False)
+    build: str = field(default="", compare=False)
 
     # -- basic figures -----------------------------------------------------------------------
     @property
@@ -139,6 +142,7 @@ class Result:
             percentiles=check_percentiles(percentiles),
         )
         doc["fio version"] = "vsim"
+        doc = {"fio version": "vsim", "vsim build": self.build, **doc}  # the build next to it
         doc["vsim"] = {"seed": self.seed, "design": asdict(self.scenario.design)}
         return doc
 
