@@ -34,6 +34,7 @@ from setuptools.command.build_py import build_py
 # dists.py's frozen dataclass must stay picklable across process pools: it stays interpreted.
 HOT = [
     "vsim/kernel.py",
+    "vsim/recorder.py",
     "vsim/models/backends.py",
     "vsim/models/cpu.py",
     "vsim/models/disk.py",
@@ -41,6 +42,7 @@ HOT = [
     "vsim/models/monitor.py",
     "vsim/models/polling.py",
     "vsim/models/queue.py",
+    "vsim/models/service_times.py",
     "vsim/models/syscalls.py",
     "vsim/models/virtqueue.py",
 ]

@@ -12,13 +12,14 @@ import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, Event, Process, Timeout
 
-# SimPy's NORMAL priority as a literal, which compiled code inlines (a module global it
-# would look up at every event).
-_NORMAL: Final = 1
-if NORMAL != _NORMAL:
-    raise ImportError(f"vsim.kernel: simpy.events.NORMAL is {NORMAL}, expected {_NORMAL}")
+# The priority of every event the models schedule: SimPy's NORMAL, as a literal that compiled
+# code inlines (a module global it would look up at every event).
+PRIORITY: Final = 1
+if NORMAL != PRIORITY:
+    raise ImportError(f"vsim.kernel: simpy.events.NORMAL is {NORMAL}, expected {PRIORITY}")
 
 __all__ = [
+    "PRIORITY",
     "Kernel",
     "LeanProcess",
     "Proc",
@@ -47,7 +48,7 @@ class Signal:
         self.triggered = True
         self.value = value
         env = self.env
-        heappush(env._queue, (env._now + delay, _NORMAL, next(env._eid), self))
+        heappush(env._queue, (env._now + delay, PRIORITY, next(env._eid), self))
 
     def succeed(self, value: Any = None) -> None:
         """Trigger it now (after what is already scheduled for now)."""
@@ -99,7 +100,7 @@ class Kernel(simpy.Environment):
         ev._value = value
         ev._delay = delay
         ev._ok = True
-        heappush(self._queue, (self._now + delay, _NORMAL, next(self._eid), ev))
+        heappush(self._queue, (self._now + delay, PRIORITY, next(self._eid), ev))
         return ev
 
     def event(self) -> Event:
@@ -115,7 +116,7 @@ class Kernel(simpy.Environment):
 
     def call_in(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
         """Call fn(arg) `delay` from now (ordered as a Timeout made now would be)."""
-        heappush(self._queue, (self._now + delay, _NORMAL, next(self._eid), _Call(fn, arg)))
+        heappush(self._queue, (self._now + delay, PRIORITY, next(self._eid), _Call(fn, arg)))
 
     def process(self, generator: Proc) -> LeanProcess:
         """Start generator as a LeanProcess."""
@@ -146,7 +147,11 @@ class Kernel(simpy.Environment):
                 self._now, _, _, event = heappop(queue)
                 # The kernel's own events first (isinstance: compiled, their fields are native).
                 if isinstance(event, _Wake):  # a process's bare delay: no callback list
-                    event.proc._woken()
+                    event.pending = False  # (LeanProcess._woken, inlined)
+                    if event.late:
+                        event.proc._late()
+                    else:
+                        event.proc._step(None)
                     continue
                 if isinstance(event, Signal):
                     proc = event.proc
@@ -275,7 +280,7 @@ class LeanProcess(Process):
         wake = self._wake
         wake.pending = True
         wake.late = True
-        heappush(env._queue, (env._now + delay, _NORMAL, next(env._eid), wake))
+        heappush(env._queue, (env._now + delay, PRIORITY, next(env._eid), wake))
 
     def _woken(self) -> None:
         """The run loop: the pending bare delay ended."""
@@ -329,7 +334,7 @@ class LeanProcess(Process):
             wake = self._wake
             wake.pending = True
             wake.late = self._late_next
-            heappush(env._queue, (env._now + nxt, _NORMAL, next(env._eid), wake))
+            heappush(env._queue, (env._now + nxt, PRIORITY, next(env._eid), wake))
             return
         if kind is Signal:
             if nxt.proc is not None:

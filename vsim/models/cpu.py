@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from heapq import heappush
 
-from vsim.kernel import Kernel, LeanProcess, Proc, Signal
+from vsim.kernel import PRIORITY, Kernel, LeanProcess, Proc, Signal
 from vsim.models.monitor import Busy, Level, Registry
 from vsim.models.polling import adjust_poll_us
 
@@ -200,7 +201,7 @@ class Thread:
     def start(self) -> Proc:
         """Take a CPU for the first time (a thread starts runnable)."""
         self.state = "blocked"
-        self._ev = self.env.signal()
+        self._ev = Signal(self.env)
         self.notify()
         yield self._ev
         self._running()
@@ -326,7 +327,7 @@ class Thread:
     def yield_cpu(self) -> Proc:
         """Give the CPU to the threads waiting for it and queue for it again, still runnable
         (a time slice ended): it runs again after them, paying a context switch."""
-        self._ev = ev = self.env.signal()
+        self._ev = ev = Signal(self.env)
         self.wakeups["slice"] = self.wakeups.get("slice", 0) + 1
         self.state = "blocked"
         self._release()
@@ -362,7 +363,7 @@ class Thread:
                 return
         env = self.env
         t0 = env.now
-        self._ev = ev = env.signal()
+        self._ev = ev = Signal(env)
         for fd in fds:
             fd.waiters.append(self)
         poll_us = self.poll_us
@@ -383,7 +384,7 @@ class Thread:
                     self.poll_us = adjust_poll_us(self.poll_us, env.now - t0, self.poll_max_us)
                 return
             self.polling.set(0, env.now)
-            self._ev = ev = env.signal()
+            self._ev = ev = Signal(env)
         self.state = "blocked"
         self._release()
         yield ev
@@ -401,7 +402,7 @@ class Thread:
         while lock.holder is not None and lock.holder is not self:
             lock.waiters.append(self)
             self.lock_since = self.env.now
-            self._ev = ev = self.env.signal()
+            self._ev = ev = Signal(self.env)
             self.state = "blocked"
             self._release()
             yield ev
@@ -473,8 +474,11 @@ class Thread:
         """Wake the thread `delay` from now (waking meanwhile): one scheduled event."""
         w = self.waking
         w.on = True
-        w.since = self.env._now
-        ev.fire_in(delay)
+        env = self.env
+        w.since = now = env._now
+        ev.triggered = True  # (Signal.fire_in, inlined: one wake-up per block)
+        ev.value = None
+        heappush(env._queue, (now + delay, PRIORITY, next(env._eid), ev))
 
     def _choose_cpu(self) -> Cpu:
         """An idle CPU if there is one, else the current one, but never one a poll-mode

@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vsim.errors import ProfileError
-from vsim.models.disk import DiskRequest, register_disk_model
-from vsim.models.dists import Dist, Sampler, sampler
+from vsim.models.disk import register_disk_model
+from vsim.models.dists import Dist
 from vsim.models.params import dist, scalar
+from vsim.models.service_times import ServiceTimes
 from vsim.models.size_curve import SizeCurve
 
 __all__ = ["Empirical", "Fixed", "Parallel", "ServiceTable", "ServiceTimes"]
@@ -76,31 +77,6 @@ class ServiceTable:
                 f"{d}s (vsim measure --fio) and calibrate, or add disk.service.{d}"
             )
         return f"{d}@{bs}", curve.at(bs), curve.extrapolated(bs)
-
-
-class ServiceTimes:
-    """Service times drawn from a ServiceTable (or a dict of its entries), one sampler per entry
-    (or per curve point) from the one random stream."""
-
-    def __init__(self, service: ServiceTable | dict[str, Dist], rng: np.random.Generator) -> None:
-        self._table = service if isinstance(service, ServiceTable) else ServiceTable.of(service)
-        self._rng = rng
-        self._samplers: dict[str, Sampler] = {}  # entry (or curve point) -> its sampler
-        self._by_req: dict[tuple[bool, int], Sampler] = {}  # (write, size) -> its sampler
-
-    def __call__(self, req: DiskRequest) -> float:
-        """The service time of req in microseconds."""
-        draw = self._by_req.get((req.write, req.size))
-        if draw is None:
-            draw = self._by_req[req.write, req.size] = self._lookup(req.write, req.size)
-        return draw()
-
-    def _lookup(self, write: bool, size: int) -> Sampler:
-        key, d, _ = self._table.lookup(write, size)
-        s = self._samplers.get(key)
-        if s is None:  # samplers draw lazily: creating one takes nothing from the stream
-            s = self._samplers[key] = sampler(d, self._rng)
-        return s
 
 
 def _channels(t: dict[str, Any], prov: dict[str, str]) -> int:
