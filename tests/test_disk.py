@@ -46,7 +46,7 @@ def test_measured_sizes_draw_exactly_as_before():
     same stream in the same order as one sampler per profile entry did before the curve."""
     svc = load_profile("local").disk.model.table.entries
     reqs = [Request(i % 3 == 0, 0, (512, 4096)[i % 2]) for i in range(5000)]
-    times = ServiceTimes(svc, np.random.default_rng(7))
+    times = ServiceTimes(ServiceTable.of(svc), np.random.default_rng(7))
     got = [times(r) for r in reqs]
     rng = np.random.default_rng(7)
     before = {k: sampler(d, rng) for k, d in svc.items()}  # the model before size curves
@@ -85,7 +85,7 @@ def test_interpolation_midpoint_of_two_fixed_distributions_is_their_average():
 
 def test_interpolated_draw_is_one_uniform_per_request_from_the_disk_stream():
     svc = {"read_512": _emp(10, 20, 40), "read_4096": _emp(20, 30, 60)}
-    times = ServiceTimes(svc, np.random.default_rng(3))
+    times = ServiceTimes(ServiceTable.of(svc), np.random.default_rng(3))
     got = [times(Request(False, 0, 2048)) for _ in range(3000)]
     d = ServiceTable.of(svc).curves["read"].at(2048)
     rng = np.random.default_rng(3)

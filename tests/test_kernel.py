@@ -211,3 +211,43 @@ def test_running_process_suspends_its_next_delay() -> None:
     _at(k, 35, box[0].unsuspend)
     k.run(until=1000)
     assert log == [85.0]
+
+
+def test_signal_and_call_in_keep_simpy_order() -> None:
+    """A Signal fired, and a call scheduled, at the same time as SimPy events run in the order
+    they were scheduled, as SimPy orders its own events (time, priority, id)."""
+    k = Kernel()
+    log: list[tuple[float, str]] = []
+    sig = k.signal()
+
+    def waiter() -> Any:
+        got = yield sig
+        log.append((k.now, f"signal {got}"))
+
+    k.process(waiter())
+    k.run(until=1.0)  # the waiter is parked on the signal; now = 1
+    k.timeout(4.0).callbacks.append(lambda _e: log.append((k.now, "timeout")))
+    k.call_in(4.0, lambda arg: log.append((k.now, f"call {arg}")), "x")
+    sig.fire_in(4.0, "v")
+    k.timeout(4.0).callbacks.append(lambda _e: log.append((k.now, "timeout 2")))
+    k.run(until=10.0)
+    assert log == [(5.0, "timeout"), (5.0, "call x"), (5.0, "signal v"), (5.0, "timeout 2")]
+
+
+def test_a_signal_wakes_one_waiter_once() -> None:
+    k = Kernel()
+    early = k.signal()
+    early.succeed()
+    with pytest.raises(RuntimeError, match="before a process waited"):
+        k.run(until=1.0)
+
+    k = Kernel()
+    shared = k.signal()
+
+    def waiter() -> Any:
+        yield shared
+
+    k.process(waiter())
+    k.process(waiter())
+    with pytest.raises(RuntimeError, match="wakes one process"):
+        k.run(until=1.0)

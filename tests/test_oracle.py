@@ -11,7 +11,7 @@ from vsim.kernel import Kernel
 from vsim.models.disk import Disk, Request
 from vsim.models.dists import Dist
 from vsim.models.monitor import Registry
-from vsim.models.service import ServiceTimes
+from vsim.models.service import ServiceTable, ServiceTimes
 from vsim.profile import derived
 
 SUBMIT_US = 40.0
@@ -55,7 +55,7 @@ def _open_queue(service: Dist, lam_per_us: float, n: int, seed: int) -> float:
     """Mean wait in queue of Poisson arrivals at the Disk component."""
     env = Kernel()
     rng = np.random.default_rng(seed)
-    disk = Disk(env, 1, ServiceTimes({"read": service}, rng), Registry())
+    disk = Disk(env, 1, ServiceTimes(ServiceTable.of({"read": service}), rng), Registry())
     waits: list[float] = []
     gaps = rng.exponential(1 / lam_per_us, n)
 

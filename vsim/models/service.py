@@ -107,7 +107,7 @@ class Fixed:
 
     def service(self, rng: np.random.Generator, span: int) -> ServiceTimes:
         """The per-request service time (a constant)."""
-        return ServiceTimes({"any": Dist.fixed(self.service_us)}, rng)
+        return ServiceTimes(ServiceTable.of({"any": Dist.fixed(self.service_us)}), rng)
 
     def mean_us(self, write: bool, bs: int, random: bool) -> float:
         """service_us."""

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from vsim.models.disk import DiskRequest
 from vsim.models.dists import Dist, Sampler, sampler
 
-if TYPE_CHECKING:
-    from vsim.models.service import ServiceTable
+__all__ = ["HddTimes", "ServiceTimes", "Table", "write_overhead_us"]
 
-__all__ = ["HddTimes", "ServiceTimes", "write_overhead_us"]
+
+class Table(Protocol):
+    """What ServiceTimes reads of a service table (vsim.models.service.ServiceTable)."""
+
+    def lookup(self, write: bool, bs: int) -> tuple[str, Dist, bool]:
+        """(the entry that serves it, its distribution, extrapolated) for a read or write."""
+        ...
 
 
 def write_overhead_us(p: dict[str, float]) -> float:
@@ -22,15 +27,11 @@ def write_overhead_us(p: dict[str, float]) -> float:
 
 
 class ServiceTimes:
-    """Service times drawn from a ServiceTable (or a dict of its entries), one sampler per entry
-    (or per curve point) from the one random stream."""
+    """Service times drawn from a service table, one sampler per entry (or per curve point)
+    from the one random stream."""
 
-    def __init__(self, service: ServiceTable | dict[str, Dist], rng: np.random.Generator) -> None:
-        if isinstance(service, dict):  # the entries alone (a fixed time, tests)
-            from vsim.models.service import ServiceTable  # (service.py imports this module)
-
-            service = ServiceTable.of(service)
-        self._table = service
+    def __init__(self, table: Table, rng: np.random.Generator) -> None:
+        self._table = table
         self._rng = rng
         self._samplers: dict[str, Sampler] = {}  # entry (or curve point) -> its sampler
         self._by_req: dict[tuple[bool, int], Sampler] = {}  # (write, size) -> its sampler
