@@ -42,6 +42,20 @@ def test_dask_local_cluster_identical(serial_rows):  # type: ignore[no-untyped-d
     assert rows == serial_rows
 
 
+def test_dask_tasks_carry_chunks_of_points_and_every_index_once() -> None:
+    """Dask gets a few points per task (TASKS_PER_WORKER tasks a worker, here 3 points each),
+    and every item still comes back once, under its own index."""
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
+    from vsim.sweep.executors import TASKS_PER_WORKER, run_unordered
+
+    items = list(range(3 * 2 * TASKS_PER_WORKER + 5))  # not a multiple of the chunk size
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        got = list(run_unordered(abs, [-i for i in items], scheduler=cluster.scheduler_address))
+    assert sorted(got) == [(i, i) for i in items]  # chunks of 3: each result at its offset
+
+
 def _sweep_cmd(out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from typing import Any, TypeVar
 
 from vsim.errors import ConfigError, UnavailableError
@@ -71,6 +72,11 @@ def _pool(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tu
     pool.shutdown()
 
 
+# Points per Dask task: enough tasks per worker that the last ones finish close together, few
+# enough that the scheduler's round trip per task (a few ms) stays a small share of the work.
+TASKS_PER_WORKER = 32
+
+
 def _dask(fn: Callable[[T], R], items: Sequence[T], address: str) -> Iterator[tuple[int, R]]:
     try:
         from distributed import Client
@@ -84,10 +90,20 @@ def _dask(fn: Callable[[T], R], items: Sequence[T], address: str) -> Iterator[tu
     except (OSError, TimeoutError, ValueError) as e:
         raise ConfigError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     try:
-        futures = client.map(fn, list(items), pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
+        workers = max(sum(client.nthreads().values()), 1)
+        size = max(len(items) // (workers * TASKS_PER_WORKER), 1)
+        starts = range(0, len(items), size)
+        chunks = [list(items[i : i + size]) for i in starts]
+        futures = client.map(partial(_run_chunk, fn), chunks, pure=False)
+        first = {f.key: i for i, f in zip(starts, futures, strict=True)}
         for fut in dask_completed(futures):
-            result: Any = fut.result()
-            yield index[fut.key], result
+            results: list[Any] = fut.result()
+            for j, result in enumerate(results):
+                yield first[fut.key] + j, result
     finally:
         client.close()
+
+
+def _run_chunk(fn: Callable[[T], R], chunk: list[T]) -> list[R]:
+    """One Dask task: fn of each item of a chunk, in order."""
+    return [fn(item) for item in chunk]
