@@ -1,7 +1,7 @@
 """The hot model modules compiled with mypyc by default, or pure Python when that cannot be done.
 
 Everything else (metadata, dependencies) is in pyproject.toml. `pip install .` (or `-e .`)
-compiles the modules of HOT with mypyc: the same model code runs about twice as fast with
+compiles the modules of HOT with mypyc: the same model code runs 2-3x faster with
 identical results. Without a working C compiler (or when mypyc fails) the install still succeeds,
 pure Python, and says so in one line. VSIM_COMPILE=0: pure Python, mypyc not run at all.
 VSIM_COMPILE=1: compile, and fail the install if that cannot be done (CI). A compiled build
@@ -209,7 +209,7 @@ class BuildExt(build_ext):
         if MODE == "1":
             announce(f"vsim: {what} ({why}) and VSIM_COMPILE=1: the install fails")
             raise error
-        self.fallback = f"vsim: {what} ({why}); installing the pure-Python models (about 2x slower)"
+        self.fallback = f"vsim: {what} ({why}); installing the pure-Python models (2-3x slower)"
 
     def run(self) -> None:
         """Build (and copy in place) all the extensions and the manifest, or none of them."""

@@ -150,7 +150,7 @@ def _apply(choice: Choice) -> str:
         sys.meta_path.insert(0, SourceFinder(choice.sources))
     if choice.build == STALE:
         warnings.warn(
-            f"vsim: {choice.reason}: all the compiled models run as pure Python (about 2x "
+            f"vsim: {choice.reason}: all the compiled models run as pure Python (2-3x "
             f"slower); {REBUILD}, or set VSIM_PURE=1",
             StaleBuildWarning,
             stacklevel=2,
