@@ -1,4 +1,4 @@
-"""A lean SimPy event kernel: SimPy's Environment with a tighter run loop, timeout and resume."""
+"""A lean SimPy event kernel: SimPy's Environment with a tighter run loop and its own events."""
 
 from __future__ import annotations
 
@@ -72,13 +72,16 @@ Proc = Generator[Event | Signal | float, Any, Any]
 class Kernel(simpy.Environment):
     """simpy.Environment with the same semantics and event order, and less work per event.
 
-    Events are SimPy events in SimPy's heap, ordered by (time, priority, event id), so a model
-    runs exactly as on a plain Environment. What changes is overhead only:
-    - `run(until=event)` inlines `step()`;
+    Every entry of SimPy's heap is ordered by (time, priority, event id), so a model runs
+    exactly as on a plain Environment. What changes is overhead only:
+    - `run(until=event)` inlines `step()`, and runs the kernel's own events itself, without
+      SimPy's callback list: a LeanProcess's bare delay, a Signal (a blocked thread's wake-up)
+      and a timed call (`call_in`), each scheduled where a SimPy event would be;
     - `timeout()` and `event()` skip argument checks (delays here are sums of non-negative
       costs);
     - `process()` starts a LeanProcess, which may also yield a bare delay: it is scheduled
       like a Timeout (same heap entry, same event id) without allocating one.
+    The module is compiled with the models (setup.py); its classes are then native.
     """
 
     # Declared for the compiled build (mypyc keeps them in native slots).
