@@ -251,3 +251,26 @@ def test_a_signal_wakes_one_waiter_once() -> None:
     k.process(waiter())
     with pytest.raises(RuntimeError, match="wakes one process"):
         k.run(until=1.0)
+
+
+def test_a_delay_runs_on_at_once_only_before_every_scheduled_event() -> None:
+    """A bare delay that ends before the next scheduled event continues without the heap; one
+    that ends with it runs after it (the earlier id), exactly as SimPy's Timeouts order."""
+
+    def model(env: simpy.Environment, bare: bool) -> list[object]:
+        log: list[object] = []
+        env.timeout(5.0).callbacks.append(lambda _e: log.append(("timeout", env.now)))
+
+        def proc() -> Any:
+            for d in (2.0, 3.0, 1.0):
+                yield d if bare else env.timeout(d)
+                log.append(("proc", env.now))
+
+        env.process(proc())
+        env.run(until=100.0)
+        log.append(next(env._eid))  # the same event ids spent
+        return log
+
+    ref = model(simpy.Environment(), bare=False)
+    assert ref[:4] == [("proc", 2.0), ("timeout", 5.0), ("proc", 5.0), ("proc", 6.0)]
+    assert model(Kernel(), bare=True) == ref

@@ -318,27 +318,40 @@ class LeanProcess(Process):
         self._step(event._value)
 
     def _step(self, value: Any) -> None:
-        """Send value into the generator and schedule what it yields next."""
+        """Send value into the generator and schedule what it yields next.
+
+        A bare delay that ends before every scheduled event (strictly: an event at the same
+        time has a smaller id and runs first) is nobody else's business: the process runs on
+        at its end at once, the clock moved and the event id it would have taken spent, which
+        is what popping it off the heap next would have done."""
         env = self._kernel
-        env._active_proc = self
+        queue = env._queue
         nxt: Any
-        try:
-            nxt = self._send(value)
-        except StopIteration as e:
-            self._ok = True
-            self._value = e.args[0] if e.args else None
-            env.schedule(self)
-            self._target = None  # type: ignore[assignment]
-            return
-        finally:
-            env._active_proc = None
+        while True:
+            env._active_proc = self
+            try:
+                nxt = self._send(value)
+            except StopIteration as e:
+                self._ok = True
+                self._value = e.args[0] if e.args else None
+                env.schedule(self)
+                self._target = None  # type: ignore[assignment]
+                return
+            finally:
+                env._active_proc = None
+            if type(nxt) is not float:
+                break
+            end = env._now + nxt
+            if self._late_next or (queue and queue[0][0] <= end):
+                wake = self._wake
+                wake.pending = True
+                wake.late = self._late_next
+                heappush(queue, (end, PRIORITY, next(env._eid), wake))
+                return
+            next(env._eid)
+            env._now = end
+            value = None
         kind = type(nxt)
-        if kind is float:
-            wake = self._wake
-            wake.pending = True
-            wake.late = self._late_next
-            heappush(env._queue, (env._now + nxt, PRIORITY, next(env._eid), wake))
-            return
         if kind is Signal:
             if nxt.proc is not None:
                 raise RuntimeError("a Signal wakes one process, and it fires once")
