@@ -1,7 +1,8 @@
 """Print the CPU instructions per simulated I/O (valgrind's callgrind), a figure this shared
 machine's noise cannot move, next to the same count for the two-station SimPy loop.
 
-Run from the repository root: python benchmarks/instructions.py [--design D] [--iodepth N] [--profile P]
+Run from the repository root:
+    python benchmarks/instructions.py [--design D] [--iodepth N] [--profile P]
 Each figure is the difference of a 12,000- and a 2,000-I/O run divided by 10,000, so start-up
 (imports, profile loading) cancels. PYTHONHASHSEED=0 and OPENBLAS_NUM_THREADS=1 make the count
 repeatable (OpenBLAS's idle threads spin otherwise). The build is this install's (compiled, or
