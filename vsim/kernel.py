@@ -128,7 +128,7 @@ class Kernel(simpy.Environment):
     def step(self) -> None:
         """Process the next event (SimPy's step, which run(until=a time) calls)."""
         queue = self._queue
-        if queue and _dispatch(queue[0][3]):
+        if queue and isinstance(queue[0][3], _Wake | Signal | _Call):  # the kernel's own
             self._now, _, _, event = heappop(queue)
             _run_lean(event)
             return
@@ -180,13 +180,8 @@ class Kernel(simpy.Environment):
         raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
 
 
-def _dispatch(event: Any) -> bool:
-    """True for what the kernel runs itself (not a SimPy event)."""
-    return isinstance(event, _Wake | Signal | _Call)
-
-
 def _run_lean(event: Any) -> None:
-    """Run a kernel event (see _dispatch), as Kernel.run's loop does."""
+    """Run one of the kernel's own events, as Kernel.run's loop does."""
     if isinstance(event, _Wake):
         event.proc._woken()
     elif isinstance(event, Signal):
